@@ -1,0 +1,161 @@
+//! DescribeConfigs v1–4 for topics and the broker, with sources and synonyms.
+
+use std::rc::Rc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::config::{BrokerConfig, TOPIC_CONFIG_KEYS};
+use crate::metadata::TopicMetadata;
+use crate::shard::Shard;
+
+/// Kafka's resource type codes.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// Kafka's config source codes.
+const SOURCE_TOPIC: i8 = 1;
+
+/// One effective config value.
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: String,
+    pub source: i8,
+    pub config_type: i8,
+    /// (name, value, source), most specific first, the entry's own source included.
+    pub synonyms: Vec<(String, String, i8)>,
+}
+
+/// Every topic config of `topic` with its effective value and where it comes from.
+pub fn topic_config_entries(config: &BrokerConfig, topic: &TopicMetadata) -> Vec<ConfigEntry> {
+    TOPIC_CONFIG_KEYS
+        .iter()
+        .map(|key| {
+            let (broker_value, broker_source) = config.topic_default(key);
+            let mut synonyms = Vec::new();
+            if let Some(value) = topic.configs.get(key.name) {
+                synonyms.push((key.name.to_string(), value.clone(), SOURCE_TOPIC));
+            }
+            if let Some((broker_key, source)) = broker_source {
+                synonyms.push((broker_key.to_string(), broker_value.clone(), source.code()));
+            }
+            let (value, source) = match topic.configs.get(key.name) {
+                Some(value) => (value.clone(), SOURCE_TOPIC),
+                None => (
+                    broker_value,
+                    broker_source.map_or(5, |(_, source)| source.code()),
+                ),
+            };
+            ConfigEntry {
+                name: key.name.to_string(),
+                value,
+                source,
+                config_type: key.config_type,
+                synonyms,
+            }
+        })
+        .collect()
+}
+
+fn broker_config_entries(config: &BrokerConfig) -> Vec<ConfigEntry> {
+    config
+        .values()
+        .map(|(name, value, source)| ConfigEntry {
+            name: name.to_string(),
+            value: value.to_string(),
+            source: source.code(),
+            config_type: 2,
+            synonyms: vec![(name.to_string(), value.to_string(), source.code())],
+        })
+        .collect()
+}
+
+pub async fn describe_configs(
+    shard: &Rc<Shard>,
+    version: i16,
+    request: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let metadata = shard.metadata();
+    let results = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let name = resource.resource_name.to_string();
+            let entries = match resource.resource_type {
+                RESOURCE_TOPIC => match metadata.topic(&name) {
+                    Some(topic) => Ok(topic_config_entries(&shard.config, topic)),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition.code(),
+                        format!("Topic '{name}' does not exist."),
+                    )),
+                },
+                RESOURCE_BROKER if name.is_empty() || name == shard.config.node_id.to_string() => {
+                    Ok(broker_config_entries(&shard.config))
+                }
+                RESOURCE_BROKER => Err((
+                    ResponseError::InvalidRequest.code(),
+                    format!(
+                        "This broker is node {}, not '{name}'.",
+                        shard.config.node_id
+                    ),
+                )),
+                other => Err((
+                    ResponseError::InvalidRequest.code(),
+                    format!("Resource type {other} is not supported."),
+                )),
+            };
+            match entries {
+                Ok(entries) => {
+                    let wanted = resource
+                        .configuration_keys
+                        .map(|keys| keys.iter().map(|key| key.to_string()).collect::<Vec<_>>());
+                    let configs = entries
+                        .into_iter()
+                        .filter(|entry| {
+                            wanted
+                                .as_ref()
+                                .is_none_or(|keys| keys.contains(&entry.name))
+                        })
+                        .map(|entry| {
+                            let mut result = DescribeConfigsResourceResult::default()
+                                .with_name(StrBytes::from_string(entry.name))
+                                .with_value(Some(StrBytes::from_string(entry.value)))
+                                .with_read_only(resource.resource_type == RESOURCE_BROKER)
+                                .with_config_source(entry.source)
+                                .with_is_sensitive(false);
+                            if request.include_synonyms {
+                                result = result.with_synonyms(
+                                    entry
+                                        .synonyms
+                                        .into_iter()
+                                        .map(|(name, value, source)| {
+                                            DescribeConfigsSynonym::default()
+                                                .with_name(StrBytes::from_string(name))
+                                                .with_value(Some(StrBytes::from_string(value)))
+                                                .with_source(source)
+                                        })
+                                        .collect(),
+                                );
+                            }
+                            if version >= 3 {
+                                result = result.with_config_type(entry.config_type);
+                            }
+                            result
+                        })
+                        .collect();
+                    result.with_error_code(0).with_configs(configs)
+                }
+                Err((code, message)) => result
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(message))),
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}

@@ -1,0 +1,316 @@
+//! Fetch v4–12, sessionless (a session id of 0 is always answered).
+//!
+//! Reads go to each partition's owner shard in parallel; the connection's shard then
+//! applies the response byte limit in request order, keeping whole batches only and
+//! always at least one batch of the first non-empty partition (KIP-74), so consumers
+//! progress past batches larger than their limits. When fewer than `min_bytes` are
+//! available, the request parks until an owner appends or `max_wait_ms` passes.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::{Either, LocalBoxFuture, select, select_all};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use weir_storage::batch::iterate_batches;
+
+use crate::errors::storage_error_code;
+use crate::shard::Shard;
+
+/// Longest a fetch may park, whatever the client asks: bounds how long a waiter and
+/// its cross-shard registrations live.
+pub const FETCH_WAIT_MS_MAX: i32 = 30_000;
+
+/// One partition's read, as the owner shard answers it.
+#[derive(Debug, Clone, Default)]
+struct PartitionRead {
+    error_code: i16,
+    data: Bytes,
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+struct Wanted {
+    topic_index: usize,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    partition_max_bytes: usize,
+    known: bool,
+}
+
+pub async fn handle(shard: &Rc<Shard>, version: i16, request: FetchRequest) -> FetchResponse {
+    let started = Instant::now();
+    let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let max_bytes = if request.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        request.max_bytes as usize
+    };
+    let metadata = shard.metadata();
+    let mut wanted = Vec::new();
+    for (topic_index, topic) in request.topics.iter().enumerate() {
+        let name = topic.topic.0.to_string();
+        let count = metadata
+            .topic(&name)
+            .map(|topic| topic.partitions)
+            .unwrap_or(0);
+        for partition in &topic.partitions {
+            wanted.push(Wanted {
+                topic_index,
+                topic: name.clone(),
+                partition: partition.partition,
+                offset: partition.fetch_offset,
+                partition_max_bytes: partition.partition_max_bytes.max(0) as usize,
+                known: partition.partition >= 0 && partition.partition < count,
+            });
+        }
+    }
+    let reads = loop {
+        let reads = read_all(shard, &wanted, max_bytes).await;
+        let available: usize = reads.iter().map(|read| read.data.len()).sum();
+        let any_error = reads.iter().any(|read| read.error_code != 0);
+        let elapsed = started.elapsed();
+        // After the wait ends (append or deadline) the loop reads once more, so data
+        // arriving right at the deadline is still returned.
+        if available >= min_bytes
+            || any_error
+            || elapsed >= max_wait
+            || shard.is_shutting_down()
+            || wanted.is_empty()
+        {
+            break reads;
+        }
+        wait_for_any(shard, &wanted, max_wait - elapsed).await;
+    };
+    let reads = apply_response_limit(reads, max_bytes);
+    let mut responses: Vec<FetchableTopicResponse> = request
+        .topics
+        .iter()
+        .map(|topic| {
+            FetchableTopicResponse::default()
+                .with_topic(topic.topic.clone())
+                .with_topic_id(topic.topic_id)
+        })
+        .collect();
+    for (want, read) in wanted.iter().zip(reads) {
+        let mut data = PartitionData::default()
+            .with_partition_index(want.partition)
+            .with_error_code(read.error_code)
+            .with_high_watermark(read.high_watermark)
+            .with_last_stable_offset(read.high_watermark)
+            .with_log_start_offset(if version >= 5 {
+                read.log_start_offset
+            } else {
+                -1
+            })
+            .with_aborted_transactions(None)
+            .with_records(Some(read.data));
+        if version >= 11 {
+            data = data.with_preferred_read_replica(BrokerId(-1));
+        }
+        responses[want.topic_index].partitions.push(data);
+    }
+    FetchResponse::default()
+        .with_error_code(0)
+        .with_session_id(0)
+        .with_responses(responses)
+}
+
+async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionRead> {
+    let reads = wanted.iter().map(|want| {
+        let topic = want.topic.clone();
+        let (partition, offset, known) = (want.partition, want.offset, want.known);
+        let limit = want.partition_max_bytes.min(max_bytes);
+        async move {
+            if !known {
+                return PartitionRead {
+                    error_code: ResponseError::UnknownTopicOrPartition.code(),
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    ..PartitionRead::default()
+                };
+            }
+            let owner = shard.owner_of(&topic, partition);
+            shard
+                .invoke_on(owner, move |owner_shard| async move {
+                    read_local(&owner_shard, &topic, partition, offset, limit).await
+                })
+                .await
+                .unwrap_or_else(|_| PartitionRead {
+                    error_code: ResponseError::NotLeaderOrFollower.code(),
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    ..PartitionRead::default()
+                })
+        }
+    });
+    futures::future::join_all(reads).await
+}
+
+async fn read_local(
+    shard: &Rc<Shard>,
+    topic: &str,
+    index: i32,
+    offset: i64,
+    limit: usize,
+) -> PartitionRead {
+    let Some(partition) = shard.partition(topic, index) else {
+        return PartitionRead {
+            error_code: ResponseError::UnknownTopicOrPartition.code(),
+            high_watermark: -1,
+            log_start_offset: -1,
+            ..PartitionRead::default()
+        };
+    };
+    let high_watermark = partition.high_watermark();
+    let log_start_offset = partition.log_start_offset();
+    if offset < log_start_offset || offset > high_watermark {
+        return PartitionRead {
+            error_code: ResponseError::OffsetOutOfRange.code(),
+            high_watermark,
+            log_start_offset,
+            ..PartitionRead::default()
+        };
+    }
+    if offset == high_watermark {
+        return PartitionRead {
+            high_watermark,
+            log_start_offset,
+            ..PartitionRead::default()
+        };
+    }
+    match partition.read(offset, limit, true).await {
+        Ok(read) => PartitionRead {
+            error_code: 0,
+            data: read.data,
+            high_watermark,
+            log_start_offset,
+        },
+        Err(error) => {
+            tracing::warn!(topic, partition = index, offset, %error, "fetch read failed");
+            PartitionRead {
+                error_code: storage_error_code(&error),
+                high_watermark,
+                log_start_offset,
+                ..PartitionRead::default()
+            }
+        }
+    }
+}
+
+/// Parks until any wanted partition has data past its fetch offset, or `wait` passes.
+async fn wait_for_any(shard: &Rc<Shard>, wanted: &[Wanted], wait: Duration) {
+    let waits: Vec<LocalBoxFuture<'_, ()>> = wanted
+        .iter()
+        .filter(|want| want.known)
+        .map(|want| {
+            let topic = want.topic.clone();
+            let (partition, offset) = (want.partition, want.offset);
+            let owner = shard.owner_of(&topic, partition);
+            async move {
+                let _ = shard
+                    .invoke_on(owner, move |owner_shard| async move {
+                        if let Some(partition) = owner_shard.partition(&topic, partition) {
+                            partition.wait_for_data(offset, wait).await;
+                        }
+                    })
+                    .await;
+            }
+            .boxed_local()
+        })
+        .collect();
+    if waits.is_empty() {
+        glommio::timer::sleep(wait).await;
+        return;
+    }
+    let timer = glommio::timer::sleep(wait).boxed_local();
+    let shutdown = shard.shutdown.listen().boxed_local();
+    match select(select_all(waits), select(timer, shutdown)).await {
+        Either::Left(_) | Either::Right(_) => {}
+    }
+}
+
+/// Keeps, in request order, whole batches within `max_bytes` in total, but always the
+/// first batch of the first partition that has data.
+fn apply_response_limit(mut reads: Vec<PartitionRead>, max_bytes: usize) -> Vec<PartitionRead> {
+    let mut remaining = max_bytes;
+    let mut first_non_empty = true;
+    for read in reads.iter_mut() {
+        if read.data.is_empty() {
+            continue;
+        }
+        let mut keep = 0usize;
+        for (position, header) in iterate_batches(&read.data) {
+            let end = position + header.size_bytes() as usize;
+            if end > remaining && !(first_non_empty && keep == 0) {
+                break;
+            }
+            keep = end;
+        }
+        first_non_empty = false;
+        read.data = read.data.slice(..keep);
+        remaining = remaining.saturating_sub(keep);
+    }
+    reads
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_storage::batch::{SimpleRecord, encode_batch};
+
+    fn batch(base_offset: i64, value_bytes: usize) -> Vec<u8> {
+        let record = SimpleRecord {
+            timestamp_ms: 0,
+            key: None,
+            value: Some(vec![7u8; value_bytes]),
+        };
+        encode_batch(base_offset, &[record])
+    }
+
+    #[test]
+    fn response_limit_keeps_whole_batches_and_the_first_batch_always() {
+        let big = batch(0, 500);
+        let small: Vec<u8> = [batch(0, 10), batch(1, 10)].concat();
+        let reads = vec![
+            PartitionRead {
+                data: Bytes::new(),
+                ..Default::default()
+            },
+            PartitionRead {
+                data: Bytes::from(big.clone()),
+                ..Default::default()
+            },
+            PartitionRead {
+                data: Bytes::from(small.clone()),
+                ..Default::default()
+            },
+        ];
+        let limited = apply_response_limit(reads, 100);
+        assert_eq!(
+            limited[1].data.len(),
+            big.len(),
+            "first non-empty partition keeps one batch over the limit"
+        );
+        assert_eq!(
+            limited[2].data.len(),
+            0,
+            "nothing left for later partitions"
+        );
+        let reads = vec![PartitionRead {
+            data: Bytes::from(small.clone()),
+            ..Default::default()
+        }];
+        let limited = apply_response_limit(reads, small.len() - 1);
+        assert_eq!(
+            limited[0].data.len(),
+            small.len() / 2,
+            "only whole batches are kept"
+        );
+    }
+}

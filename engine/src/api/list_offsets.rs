@@ -1,0 +1,88 @@
+//! ListOffsets v1–8: earliest (-2), latest (-1), max timestamp (-3, v7+), earliest
+//! local (-4, v8+, the log start on a broker without tiered storage) and by timestamp.
+
+use std::rc::Rc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use crate::errors::storage_error_code;
+use crate::partition::OffsetQuery;
+use crate::shard::Shard;
+
+pub async fn handle(
+    shard: &Rc<Shard>,
+    version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let metadata = shard.metadata();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let count = metadata
+            .topic(&name)
+            .map(|topic| topic.partitions)
+            .unwrap_or(0);
+        let lookups = topic.partitions.iter().map(|partition| {
+            let name = name.clone();
+            let index = partition.partition_index;
+            let timestamp = partition.timestamp;
+            async move {
+                let query = match timestamp {
+                    -2 | -4 => Some(OffsetQuery::Earliest),
+                    -1 => Some(OffsetQuery::Latest),
+                    -3 if version >= 7 => Some(OffsetQuery::MaxTimestamp),
+                    timestamp if timestamp >= 0 => Some(OffsetQuery::Timestamp(timestamp)),
+                    _ => None,
+                };
+                let response = ListOffsetsPartitionResponse::default().with_partition_index(index);
+                let Some(query) = query else {
+                    return response
+                        .with_error_code(ResponseError::InvalidRequest.code())
+                        .with_offset(-1)
+                        .with_timestamp(-1);
+                };
+                if index < 0 || index >= count {
+                    return response
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_offset(-1)
+                        .with_timestamp(-1);
+                }
+                let owner = shard.owner_of(&name, index);
+                let answer = shard
+                    .invoke_on(owner, move |owner_shard| async move {
+                        match owner_shard.partition(&name, index) {
+                            Some(partition) => partition
+                                .list_offset(query)
+                                .await
+                                .map_err(|error| storage_error_code(&error)),
+                            None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                        }
+                    })
+                    .await
+                    .unwrap_or(Err(ResponseError::NotLeaderOrFollower.code()));
+                match answer {
+                    Ok((offset, timestamp)) => response
+                        .with_error_code(0)
+                        .with_offset(offset)
+                        .with_timestamp(timestamp)
+                        .with_leader_epoch(if offset >= 0 && version >= 4 { 0 } else { -1 }),
+                    Err(code) => response
+                        .with_error_code(code)
+                        .with_offset(-1)
+                        .with_timestamp(-1),
+                }
+            }
+        });
+        let partitions = futures::future::join_all(lookups).await;
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name)
+                .with_partitions(partitions),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}

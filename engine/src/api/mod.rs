@@ -1,0 +1,223 @@
+//! Kafka API handlers and the registry ApiVersions is built from.
+//!
+//! Each entry of [`SUPPORTED_APIS`] is an API weir handles with the exact version range
+//! it handles and tests; ApiVersions advertises this table and nothing else, and
+//! [`dispatch`] refuses any version outside it. One handler module per API.
+
+mod admin;
+mod api_versions;
+mod configs;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use tracing::{debug, warn};
+use weir_net::{FrameError, decode_request, encode_response, peek_header};
+
+use crate::shard::Shard;
+
+/// One handled API and the versions it handles.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSupport {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+const fn api(key: ApiKey, min_version: i16, max_version: i16) -> ApiSupport {
+    ApiSupport {
+        key,
+        min_version,
+        max_version,
+    }
+}
+
+/// Produce v0–2 are advertised but refused (librdkafka needs them listed, Kafka 4.0
+/// does the same: KAFKA-18659); v3+ carry the v2 record batches weir stores.
+pub const PRODUCE_VERSION_ACCEPTED_MIN: i16 = 3;
+
+/// Every API weir answers, with the versions it handles.
+pub const SUPPORTED_APIS: &[ApiSupport] = &[
+    api(ApiKey::Produce, 0, 11),
+    api(ApiKey::Fetch, 4, 12),
+    api(ApiKey::ListOffsets, 1, 8),
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 4),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::DescribeCluster, 0, 1),
+];
+
+pub fn supported(key: ApiKey) -> Option<&'static ApiSupport> {
+    SUPPORTED_APIS.iter().find(|entry| entry.key == key)
+}
+
+/// Handles one request frame. `Ok(None)`: no response (acks=0 produce).
+/// `Err`: the connection must be closed (broken frame, unknown API or version).
+pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<Option<Bytes>, FrameError> {
+    let peek = peek_header(&frame)?;
+    let key = ApiKey::try_from(peek.api_key).map_err(|_| FrameError::UnknownApiKey {
+        api_key: peek.api_key,
+    })?;
+    let version = peek.api_version;
+    let correlation_id = peek.correlation_id;
+    let Some(support) = supported(key) else {
+        return Err(FrameError::Decode {
+            what: "request",
+            version,
+            reason: format!(
+                "api {key:?} (key {}) is not supported by weir",
+                peek.api_key
+            ),
+        });
+    };
+    if key == ApiKey::ApiVersions && !(support.min_version..=support.max_version).contains(&version)
+    {
+        // KIP-511: answer an unknown ApiVersions version in v0 with the error and the list.
+        return Ok(Some(api_versions::unsupported_version_response(
+            correlation_id,
+        )?));
+    }
+    if key == ApiKey::Produce
+        && (support.min_version..PRODUCE_VERSION_ACCEPTED_MIN).contains(&version)
+    {
+        return produce::refuse_old_version(frame, version, correlation_id);
+    }
+    if !(support.min_version..=support.max_version).contains(&version) {
+        return Err(FrameError::Decode {
+            what: "request",
+            version,
+            reason: format!(
+                "{key:?} v{version} is not supported (weir handles v{}–v{})",
+                support.min_version, support.max_version
+            ),
+        });
+    }
+    debug!(
+        shard = shard.id,
+        api_key = peek.api_key,
+        api_version = version,
+        correlation_id,
+        "request"
+    );
+    macro_rules! serve {
+        ($request:ty, $response:ty, $handler:path) => {{
+            let (_header, request) =
+                decode_request::<$request>(frame, key, version, stringify!($request))?;
+            let response: $response = $handler(shard, version, request).await;
+            Ok(Some(respond(
+                correlation_id,
+                version,
+                &response,
+                stringify!($response),
+            )?))
+        }};
+    }
+    match key {
+        ApiKey::ApiVersions => serve!(
+            ApiVersionsRequest,
+            ApiVersionsResponse,
+            api_versions::handle
+        ),
+        ApiKey::Metadata => serve!(MetadataRequest, MetadataResponse, metadata::handle),
+        ApiKey::Fetch => serve!(FetchRequest, FetchResponse, fetch::handle),
+        ApiKey::ListOffsets => serve!(
+            ListOffsetsRequest,
+            ListOffsetsResponse,
+            list_offsets::handle
+        ),
+        ApiKey::CreateTopics => serve!(
+            CreateTopicsRequest,
+            CreateTopicsResponse,
+            admin::create_topics
+        ),
+        ApiKey::DeleteTopics => serve!(
+            DeleteTopicsRequest,
+            DeleteTopicsResponse,
+            admin::delete_topics
+        ),
+        ApiKey::CreatePartitions => serve!(
+            CreatePartitionsRequest,
+            CreatePartitionsResponse,
+            admin::create_partitions
+        ),
+        ApiKey::DescribeConfigs => serve!(
+            DescribeConfigsRequest,
+            DescribeConfigsResponse,
+            configs::describe_configs
+        ),
+        ApiKey::DescribeCluster => serve!(
+            DescribeClusterRequest,
+            DescribeClusterResponse,
+            admin::describe_cluster
+        ),
+        ApiKey::Produce => {
+            let (_header, request) =
+                decode_request::<ProduceRequest>(frame, key, version, "ProduceRequest")?;
+            let acks = request.acks;
+            let response = produce::handle(shard, version, request).await;
+            if acks == 0 {
+                return Ok(None);
+            }
+            Ok(Some(respond(
+                correlation_id,
+                version,
+                &response,
+                "ProduceResponse",
+            )?))
+        }
+        other => {
+            warn!(api = ?other, "api listed as supported has no handler");
+            Err(FrameError::Decode {
+                what: "request",
+                version,
+                reason: format!("no handler for {other:?}"),
+            })
+        }
+    }
+}
+
+fn respond<R: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    version: i16,
+    body: &R,
+    what: &'static str,
+) -> Result<Bytes, FrameError> {
+    encode_response(correlation_id, version, body, what)
+}
+
+/// Decodes a message body only (used by tests and the refusal path).
+pub fn decode_body<R: Decodable>(mut bytes: Bytes, version: i16) -> Option<R> {
+    R::decode(&mut bytes, version).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_versions_fit_what_the_codec_can_decode() {
+        for entry in SUPPORTED_APIS {
+            let codec = entry.key.valid_versions();
+            let decoded_min = if entry.key == ApiKey::Produce {
+                PRODUCE_VERSION_ACCEPTED_MIN
+            } else {
+                entry.min_version
+            };
+            assert!(
+                codec.min <= decoded_min && entry.max_version <= codec.max,
+                "{:?}: {codec:?}",
+                entry.key
+            );
+            assert!(entry.min_version <= entry.max_version);
+        }
+    }
+}

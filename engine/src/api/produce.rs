@@ -1,0 +1,207 @@
+//! Produce v3–11 (v0–2 advertised for librdkafka's sake, answered UNSUPPORTED_VERSION).
+//!
+//! Per partition: find the topic, route the records to the owner shard, which
+//! validates every batch (all-or-nothing), assigns offsets and appends. Partitions of
+//! one request are appended concurrently; the response lists them in request order.
+//! Single node: the leader is the whole ISR, so acks=1 and acks=all answer alike.
+
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use weir_net::FrameError;
+
+use crate::errors::storage_error_code;
+use crate::shard::Shard;
+
+/// What the owner shard answers for one partition.
+#[derive(Debug, Clone)]
+pub struct PartitionAppend {
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+type PartitionResult = Result<PartitionAppend, (i16, String)>;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) -> ProduceResponse {
+    let acks_valid = matches!(request.acks, -1..=1);
+    let metadata = shard.metadata();
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let name = topic_data.name.0.to_string();
+        let topic_exists = metadata.topic(&name).map(|topic| topic.partitions);
+        let appends = topic_data.partition_data.into_iter().map(|partition_data| {
+            let name = name.clone();
+            async move {
+                let index = partition_data.index;
+                let result: PartitionResult = if !acks_valid {
+                    Err((
+                        ResponseError::InvalidRequiredAcks.code(),
+                        "acks must be -1, 0 or 1".to_string(),
+                    ))
+                } else {
+                    match (topic_exists, partition_data.records) {
+                        (Some(count), Some(records)) if index >= 0 && index < count => {
+                            append_on_owner(shard, name, index, records).await
+                        }
+                        (Some(count), None) if index >= 0 && index < count => Err((
+                            ResponseError::CorruptMessage.code(),
+                            "produce request carries no records".to_string(),
+                        )),
+                        _ => Err((
+                            ResponseError::UnknownTopicOrPartition.code(),
+                            format!("This server does not host {name}-{index}."),
+                        )),
+                    }
+                };
+                (index, result)
+            }
+        });
+        let results = futures::future::join_all(appends).await;
+        let partition_responses = results
+            .into_iter()
+            .map(|(index, result)| match result {
+                Ok(append) => PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_error_code(0)
+                    .with_base_offset(append.base_offset)
+                    .with_log_append_time_ms(append.log_append_time_ms)
+                    .with_log_start_offset(if version >= 5 {
+                        append.log_start_offset
+                    } else {
+                        -1
+                    }),
+                Err((code, message)) => PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_error_code(code)
+                    .with_base_offset(-1)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(-1)
+                    .with_error_message((version >= 8).then(|| StrBytes::from_string(message))),
+            })
+            .collect();
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(partition_responses),
+        );
+    }
+    ProduceResponse::default().with_responses(topics)
+}
+
+async fn append_on_owner(
+    shard: &Rc<Shard>,
+    topic: String,
+    index: i32,
+    records: Bytes,
+) -> PartitionResult {
+    let owner = shard.owner_of(&topic, index);
+    let outcome = shard
+        .invoke_on(owner, move |owner_shard| async move {
+            let Some(partition) = owner_shard.partition(&topic, index) else {
+                return Err((
+                    ResponseError::UnknownTopicOrPartition.code(),
+                    format!("This server does not host {topic}-{index}."),
+                ));
+            };
+            match partition.append(records, now_ms()).await {
+                Ok(info) => Ok(PartitionAppend {
+                    base_offset: info.base_offset,
+                    log_append_time_ms: info.log_append_time_ms,
+                    log_start_offset: partition.log_start_offset(),
+                }),
+                Err(error) => {
+                    tracing::debug!(topic = %topic, partition = index, %error, "produce rejected");
+                    Err((storage_error_code(&error), error.to_string()))
+                }
+            }
+        })
+        .await;
+    outcome
+        .unwrap_or_else(|gone| Err((ResponseError::NotLeaderOrFollower.code(), gone.to_string())))
+}
+
+/// Answers Produce v0–2 (message format v0/v1 era) with UNSUPPORTED_VERSION for every
+/// partition, encoding the old response layout by hand (the codec starts at v3).
+pub fn refuse_old_version(
+    mut frame: Bytes,
+    version: i16,
+    correlation_id: i32,
+) -> Result<Option<Bytes>, FrameError> {
+    let short = |offset: usize, need: usize, have: usize| FrameError::Short { offset, need, have };
+    let total = frame.len();
+    let take = |frame: &mut Bytes, need: usize| -> Result<(), FrameError> {
+        if frame.remaining() < need {
+            Err(short(total - frame.remaining(), need, frame.remaining()))
+        } else {
+            Ok(())
+        }
+    };
+    // Request header v1: api key, version, correlation id, nullable client id.
+    take(&mut frame, 10)?;
+    frame.advance(8);
+    let client_id_length = frame.get_i16();
+    if client_id_length > 0 {
+        take(&mut frame, client_id_length as usize)?;
+        frame.advance(client_id_length as usize);
+    }
+    take(&mut frame, 10)?;
+    let acks = frame.get_i16();
+    let _timeout_ms = frame.get_i32();
+    let topic_count = frame.get_i32().max(0) as usize;
+    let mut topics: Vec<(Bytes, Vec<i32>)> = Vec::new();
+    for _ in 0..topic_count {
+        take(&mut frame, 2)?;
+        let name_length = frame.get_i16().max(0) as usize;
+        take(&mut frame, name_length + 4)?;
+        let name = frame.split_to(name_length);
+        let partition_count = frame.get_i32().max(0) as usize;
+        let mut partitions = Vec::new();
+        for _ in 0..partition_count {
+            take(&mut frame, 8)?;
+            partitions.push(frame.get_i32());
+            let records_length = frame.get_i32().max(0) as usize;
+            take(&mut frame, records_length)?;
+            frame.advance(records_length);
+        }
+        topics.push((name, partitions));
+    }
+    if acks == 0 {
+        return Ok(None);
+    }
+    let mut body = BytesMut::new();
+    body.put_i32(correlation_id);
+    body.put_i32(topics.len() as i32);
+    for (name, partitions) in &topics {
+        body.put_i16(name.len() as i16);
+        body.put_slice(name);
+        body.put_i32(partitions.len() as i32);
+        for partition in partitions {
+            body.put_i32(*partition);
+            body.put_i16(ResponseError::UnsupportedVersion.code());
+            body.put_i64(-1);
+            if version >= 2 {
+                body.put_i64(-1);
+            }
+        }
+    }
+    if version >= 1 {
+        body.put_i32(0);
+    }
+    let mut out = BytesMut::with_capacity(4 + body.len());
+    out.put_i32(body.len() as i32);
+    out.put_slice(&body);
+    Ok(Some(out.freeze()))
+}

@@ -1,0 +1,545 @@
+//! The broker's own configuration: known keys, defaults, parsing and validation.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use weir_storage::log::LogConfig;
+
+use super::properties;
+
+/// Where a config value came from, with Kafka's DescribeConfigs source codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set in the properties file, the environment or a flag (STATIC_BROKER_CONFIG = 4).
+    Static,
+    /// Kafka's built-in default (DEFAULT_CONFIG = 5).
+    Default,
+}
+
+impl ConfigSource {
+    /// Kafka's numeric config source.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigSource::Static => 4,
+            ConfigSource::Default => 5,
+        }
+    }
+}
+
+/// Configuration errors: each names the key and what is wrong with it.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("could not read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid value '{value}' for {key}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("--override expects key=value, got '{0}'")]
+    BadOverride(String),
+}
+
+/// Keys weir understands, with Kafka's defaults. `None` means "no default" (unset).
+const KNOWN_KEYS: &[(&str, Option<&str>)] = &[
+    ("node.id", Some("0")),
+    ("broker.id", None),
+    ("log.dirs", Some("./weir-data")),
+    ("log.dir", None),
+    ("listeners", Some("PLAINTEXT://127.0.0.1:9092")),
+    ("advertised.listeners", None),
+    ("num.partitions", Some("1")),
+    ("default.replication.factor", Some("1")),
+    ("auto.create.topics.enable", Some("true")),
+    ("log.segment.bytes", Some("1073741824")),
+    ("log.roll.ms", None),
+    ("log.roll.hours", Some("168")),
+    ("log.index.interval.bytes", Some("4096")),
+    ("log.index.size.max.bytes", Some("10485760")),
+    ("message.max.bytes", Some("1048588")),
+    ("socket.request.max.bytes", Some("104857600")),
+    ("log.flush.interval.messages", Some("9223372036854775807")),
+    ("log.flush.interval.ms", None),
+    ("log.flush.offset.checkpoint.interval.ms", Some("60000")),
+    ("log.message.timestamp.type", Some("CreateTime")),
+    ("log.retention.hours", Some("168")),
+    ("log.retention.minutes", None),
+    ("log.retention.ms", None),
+    ("log.retention.bytes", Some("-1")),
+    ("log.retention.check.interval.ms", Some("300000")),
+    ("log.cleanup.policy", Some("delete")),
+    ("log.cleaner.delete.retention.ms", Some("86400000")),
+    ("log.cleaner.min.compaction.lag.ms", Some("0")),
+    (
+        "log.cleaner.max.compaction.lag.ms",
+        Some("9223372036854775807"),
+    ),
+    ("log.cleaner.min.cleanable.ratio", Some("0.5")),
+    ("log.cleaner.backoff.ms", Some("15000")),
+    ("log.segment.delete.delay.ms", Some("60000")),
+    ("min.insync.replicas", Some("1")),
+    ("compression.type", Some("producer")),
+    ("unclean.leader.election.enable", Some("false")),
+    ("cluster.id", None),
+];
+
+/// Kafka keys accepted for compatibility that have no effect in weir yet (or ever:
+/// thread-pool sizes mean nothing in a thread-per-core broker).
+const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
+    "num.network.threads",
+    "num.io.threads",
+    "num.recovery.threads.per.data.dir",
+    "socket.send.buffer.bytes",
+    "socket.receive.buffer.bytes",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "group.initial.rebalance.delay.ms",
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.listener.names",
+    "inter.broker.listener.name",
+    "listener.security.protocol.map",
+    "num.replica.fetchers",
+];
+
+/// The broker's configuration after merging every source.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub log_dirs: Vec<PathBuf>,
+    pub listen_address: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics_enable: bool,
+    pub socket_request_max_bytes: usize,
+    pub checkpoint_interval_ms: u64,
+    /// Log settings every topic starts from (topic configs override them).
+    pub log_defaults: LogConfig,
+    /// `log.flush.interval.ms`, when set.
+    pub flush_interval_ms: Option<u64>,
+    /// Every known key with its effective value and source (for DescribeConfigs).
+    values: BTreeMap<String, (String, ConfigSource)>,
+    /// Human-readable notes on unknown or ignored keys, logged at start-up.
+    pub warnings: Vec<String>,
+}
+
+impl BrokerConfig {
+    /// Builds the configuration from an optional properties file, `WEIR_*` variables
+    /// (passed in so tests need not touch the process environment) and overrides.
+    pub fn load(
+        file: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+        overrides: &[String],
+    ) -> Result<BrokerConfig, ConfigError> {
+        let mut set: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            set.extend(properties::parse(&text));
+        }
+        for (name, value) in environment {
+            if let Some(rest) = name.strip_prefix("WEIR_") {
+                if matches!(rest, "BIN" | "LOG") {
+                    continue;
+                }
+                set.insert(rest.to_ascii_lowercase().replace('_', "."), value);
+            }
+        }
+        for item in overrides {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| ConfigError::BadOverride(item.clone()))?;
+            set.insert(key.trim().to_string(), value.trim().to_string());
+        }
+        Self::from_map(set)
+    }
+
+    fn from_map(set: BTreeMap<String, String>) -> Result<BrokerConfig, ConfigError> {
+        let mut warnings = Vec::new();
+        for key in set.keys() {
+            if key == "zookeeper.connect" || key.starts_with("zookeeper.") {
+                warnings.push(format!(
+                    "{key} is not needed: weir keeps its metadata itself and never talks to ZooKeeper; remove it"
+                ));
+            } else if ACCEPTED_WITHOUT_EFFECT.contains(&key.as_str()) {
+                warnings.push(format!(
+                    "{key} is accepted for compatibility and has no effect in weir"
+                ));
+            } else if !KNOWN_KEYS.iter().any(|(known, _)| known == key) {
+                warnings.push(format!("unknown config key '{key}' is ignored"));
+            }
+        }
+        let mut values = BTreeMap::new();
+        for (key, default) in KNOWN_KEYS {
+            if let Some(value) = set.get(*key) {
+                values.insert(key.to_string(), (value.clone(), ConfigSource::Static));
+            } else if let Some(default) = default {
+                values.insert(
+                    key.to_string(),
+                    (default.to_string(), ConfigSource::Default),
+                );
+            }
+        }
+        let get = |key: &str| values.get(key).map(|(value, _)| value.as_str());
+        let node_id = match (set.get("node.id"), set.get("broker.id")) {
+            (Some(value), _) | (None, Some(value)) => parse_number::<i32>("node.id", value)?,
+            (None, None) => 0,
+        };
+        if node_id < 0 {
+            return Err(invalid(
+                "node.id",
+                &node_id.to_string(),
+                "must be 0 or more",
+            ));
+        }
+        let log_dirs_value = set
+            .get("log.dirs")
+            .or(set.get("log.dir"))
+            .map(String::as_str)
+            .unwrap_or("./weir-data");
+        let log_dirs: Vec<PathBuf> = log_dirs_value
+            .split(',')
+            .map(str::trim)
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        if log_dirs.is_empty() {
+            return Err(invalid(
+                "log.dirs",
+                log_dirs_value,
+                "needs at least one directory",
+            ));
+        }
+        let listeners = get("listeners").expect("listeners has a default");
+        let (listen_host, listen_port) = parse_listener("listeners", listeners)?;
+        let listen_address: SocketAddr = format!("{}:{listen_port}", bind_host(&listen_host))
+            .parse()
+            .map_err(|_| {
+                invalid(
+                    "listeners",
+                    listeners,
+                    "host must be an IP address or localhost",
+                )
+            })?;
+        let (advertised_host, advertised_port) = match get("advertised.listeners") {
+            Some(value) => parse_listener("advertised.listeners", value)?,
+            None if listen_host.is_empty() || listen_host == "0.0.0.0" || listen_host == "::" => {
+                ("127.0.0.1".to_string(), listen_port)
+            }
+            None => (listen_host.clone(), listen_port),
+        };
+        let number_i64 = |key: &str| -> Result<i64, ConfigError> {
+            parse_number::<i64>(key, get(key).expect("key has a default"))
+        };
+        let num_partitions =
+            parse_number::<i32>("num.partitions", get("num.partitions").expect("default"))?;
+        if num_partitions < 1 {
+            return Err(invalid(
+                "num.partitions",
+                &num_partitions.to_string(),
+                "must be at least 1",
+            ));
+        }
+        let default_replication_factor = parse_number::<i16>(
+            "default.replication.factor",
+            get("default.replication.factor").expect("default"),
+        )?;
+        if default_replication_factor != 1 {
+            return Err(invalid(
+                "default.replication.factor",
+                &default_replication_factor.to_string(),
+                "this weir build runs a single node, so only 1 is possible until replication lands",
+            ));
+        }
+        let auto_create = parse_bool(
+            "auto.create.topics.enable",
+            get("auto.create.topics.enable").expect("default"),
+        )?;
+        let segment_bytes = number_i64("log.segment.bytes")?;
+        if segment_bytes < 14 || segment_bytes > i32::MAX as i64 {
+            return Err(invalid(
+                "log.segment.bytes",
+                &segment_bytes.to_string(),
+                "must be between 14 and 2147483647",
+            ));
+        }
+        let roll_ms = match get("log.roll.ms") {
+            Some(value) => parse_number::<i64>("log.roll.ms", value)?,
+            None => number_i64("log.roll.hours")? * 3_600_000,
+        };
+        let index_interval_bytes = number_i64("log.index.interval.bytes")?;
+        let index_size_bytes = number_i64("log.index.size.max.bytes")?;
+        let max_message_bytes = number_i64("message.max.bytes")?;
+        let socket_request_max_bytes = number_i64("socket.request.max.bytes")?;
+        let flush_messages = number_i64("log.flush.interval.messages")?;
+        let flush_interval_ms = get("log.flush.interval.ms")
+            .map(|value| parse_number::<i64>("log.flush.interval.ms", value))
+            .transpose()?;
+        let timestamp_type = get("log.message.timestamp.type").expect("default");
+        if timestamp_type != "CreateTime" && timestamp_type != "LogAppendTime" {
+            return Err(invalid(
+                "log.message.timestamp.type",
+                timestamp_type,
+                "must be CreateTime or LogAppendTime",
+            ));
+        }
+        for (key, value) in [
+            ("log.index.interval.bytes", index_interval_bytes),
+            ("message.max.bytes", max_message_bytes),
+            ("socket.request.max.bytes", socket_request_max_bytes),
+            ("log.flush.interval.messages", flush_messages),
+            ("log.roll.ms", roll_ms),
+            ("log.index.size.max.bytes", index_size_bytes),
+        ] {
+            if value < 1 {
+                return Err(invalid(key, &value.to_string(), "must be positive"));
+            }
+        }
+        let log_defaults = LogConfig {
+            segment_bytes: segment_bytes as u64,
+            segment_ms: roll_ms as u64,
+            index_interval_bytes: index_interval_bytes.min(i32::MAX as i64) as u32,
+            segment_index_bytes: index_size_bytes.min(i32::MAX as i64) as u32,
+            max_message_bytes: max_message_bytes.min(i32::MAX as i64) as u32,
+            flush_interval_messages: flush_messages as u64,
+            flush_interval_ms: flush_interval_ms.map(|ms| ms.max(1) as u64),
+            log_append_time: timestamp_type == "LogAppendTime",
+        };
+        Ok(BrokerConfig {
+            node_id,
+            log_dirs,
+            listen_address,
+            advertised_host,
+            advertised_port: listen_port as i32,
+            num_partitions,
+            default_replication_factor,
+            auto_create_topics_enable: auto_create,
+            socket_request_max_bytes: socket_request_max_bytes.min(i32::MAX as i64) as usize,
+            checkpoint_interval_ms: number_i64("log.flush.offset.checkpoint.interval.ms")?.max(100)
+                as u64,
+            flush_interval_ms: log_defaults.flush_interval_ms,
+            log_defaults,
+            values,
+            warnings,
+        })
+        .map(|mut config| {
+            config.advertised_port = advertised_port as i32;
+            config
+        })
+    }
+
+    /// The effective value and source of a broker key, if weir knows it.
+    pub fn value(&self, key: &str) -> Option<(&str, ConfigSource)> {
+        self.values
+            .get(key)
+            .map(|(value, source)| (value.as_str(), *source))
+    }
+
+    /// Every known broker key with its effective value and source.
+    pub fn values(&self) -> impl Iterator<Item = (&str, &str, ConfigSource)> {
+        self.values
+            .iter()
+            .map(|(key, (value, source))| (key.as_str(), value.as_str(), *source))
+    }
+
+    /// The broker-level value that provides a topic config's default, with its broker key.
+    pub fn topic_default(
+        &self,
+        key: &super::TopicConfigKey,
+    ) -> (String, Option<(&'static str, ConfigSource)>) {
+        for synonym in key.broker_synonyms {
+            if let Some((value, source)) = self.value(synonym) {
+                let value = match *synonym {
+                    "log.retention.hours" | "log.roll.hours" => value
+                        .parse::<i64>()
+                        .map(|hours| (hours * 3_600_000).to_string())
+                        .unwrap_or(value.into()),
+                    "log.retention.minutes" => value
+                        .parse::<i64>()
+                        .map(|minutes| (minutes * 60_000).to_string())
+                        .unwrap_or(value.into()),
+                    _ => value.to_string(),
+                };
+                return (value, Some((synonym, source)));
+            }
+        }
+        (key.default.to_string(), None)
+    }
+}
+
+fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse::<T>()
+        .map_err(|_| invalid(key, value, "not a number in range"))
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(invalid(key, value, "must be true or false")),
+    }
+}
+
+/// Reads the PLAINTEXT entry of a Kafka listener list (`PLAINTEXT://host:port,...`).
+fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
+    let mut entries = value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty());
+    let entry = entries
+        .clone()
+        .find(|entry| entry.starts_with("PLAINTEXT://"))
+        .or_else(|| entries.next())
+        .ok_or_else(|| invalid(key, value, "needs one PLAINTEXT://host:port entry"))?;
+    let (name, address) = entry
+        .split_once("://")
+        .ok_or_else(|| invalid(key, value, "entries look like PLAINTEXT://host:port"))?;
+    if name != "PLAINTEXT" {
+        return Err(invalid(
+            key,
+            value,
+            "only the PLAINTEXT listener is supported so far",
+        ));
+    }
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(key, value, "the listener needs a port"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| invalid(key, value, "the port is not a number"))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+fn bind_host(host: &str) -> String {
+    match host {
+        "" => "0.0.0.0".to_string(),
+        "localhost" => "127.0.0.1".to_string(),
+        host if host.contains(':') => format!("[{host}]"),
+        host => host.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(overrides: &[&str]) -> Result<BrokerConfig, ConfigError> {
+        let overrides: Vec<String> = overrides.iter().map(|item| item.to_string()).collect();
+        BrokerConfig::load(None, Vec::new(), &overrides)
+    }
+
+    #[test]
+    fn embedded_defaults_are_a_single_local_node() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.node_id, 0);
+        assert_eq!(config.listen_address, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(config.log_dirs, vec![PathBuf::from("./weir-data")]);
+        assert_eq!(config.log_defaults.segment_bytes, 1 << 30);
+        assert_eq!(config.log_defaults.segment_ms, 7 * 24 * 3_600_000);
+        assert!(config.auto_create_topics_enable);
+        assert!(config.warnings.is_empty());
+    }
+
+    #[test]
+    fn file_environment_and_flags_override_in_that_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.properties");
+        std::fs::write(&path, "num.partitions=2\nlog.segment.bytes=1000\nbroker.id=3\nzookeeper.connect=x:2181\nfoo.bar=1\n").unwrap();
+        let environment = vec![("WEIR_NUM_PARTITIONS".to_string(), "4".to_string())];
+        let config = BrokerConfig::load(
+            Some(&path),
+            environment,
+            &[
+                "log.segment.bytes=2000".to_string(),
+                "log.dirs=/a, /b".to_string(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.num_partitions, 4);
+        assert_eq!(config.log_defaults.segment_bytes, 2000);
+        assert_eq!(config.node_id, 3);
+        assert_eq!(
+            config.log_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert!(
+            config
+                .warnings
+                .iter()
+                .any(|warning| warning.contains("zookeeper.connect is not needed"))
+        );
+        assert!(
+            config
+                .warnings
+                .iter()
+                .any(|warning| warning.contains("'foo.bar'"))
+        );
+        assert_eq!(
+            config.value("log.segment.bytes"),
+            Some(("2000", ConfigSource::Static))
+        );
+    }
+
+    #[test]
+    fn replication_factor_above_one_is_a_clear_error() {
+        let error = load(&["default.replication.factor=3"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("default.replication.factor") && error.contains("only 1"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn listeners_and_advertised_listeners_are_parsed() {
+        let config = load(&[
+            "listeners=PLAINTEXT://0.0.0.0:19092",
+            "advertised.listeners=PLAINTEXT://broker1:29092",
+        ])
+        .unwrap();
+        assert_eq!(config.listen_address, "0.0.0.0:19092".parse().unwrap());
+        assert_eq!(
+            (config.advertised_host.as_str(), config.advertised_port),
+            ("broker1", 29092)
+        );
+        assert!(load(&["listeners=SSL://127.0.0.1:9093"]).is_err());
+        assert!(load(&["num.partitions=zero"]).is_err());
+    }
+
+    #[test]
+    fn roll_hours_and_flush_interval_map_to_log_config() {
+        let config = load(&[
+            "log.roll.hours=1",
+            "log.flush.interval.messages=1",
+            "log.flush.interval.ms=500",
+        ])
+        .unwrap();
+        assert_eq!(config.log_defaults.segment_ms, 3_600_000);
+        assert_eq!(config.log_defaults.flush_interval_messages, 1);
+        assert_eq!(config.flush_interval_ms, Some(500));
+    }
+}

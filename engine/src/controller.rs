@@ -1,0 +1,314 @@
+//! The controller role: the single writer of cluster metadata, on shard 0.
+//!
+//! Every change follows one sequence, serialized by `controller_lock`:
+//! validate → build the next snapshot → persist it (`weir-topics.json`, atomic) →
+//! publish it to every shard (each opens/closes the partitions it owns) → answer.
+//! A change is acknowledged only after every shard applied it, so a client that
+//! created a topic can produce to it at once.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use tracing::{error, info};
+use uuid::Uuid;
+
+use crate::config::topic as topic_config;
+use crate::metadata::{ClusterMetadata, TopicMetadata, validate_topic_name};
+use crate::shard::Shard;
+
+/// The controller's shard.
+pub const CONTROLLER_SHARD: usize = 0;
+/// Kafka caps partitions per topic creation far above this; a bound keeps one request
+/// from creating millions of directories.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+
+/// A topic to create, as CreateTopics or auto-creation asks for it.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1 means `num.partitions`.
+    pub partitions: i32,
+    /// -1 means `default.replication.factor`.
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+    pub has_assignments: bool,
+}
+
+/// The result of one topic operation: an error code and message, or the topic.
+pub type TopicOutcome = Result<TopicMetadata, (i16, String)>;
+
+fn failure(error: ResponseError, message: impl Into<String>) -> (i16, String) {
+    (error.code(), message.into())
+}
+
+/// Creates topics (on the controller shard). `validate_only` checks without creating.
+pub async fn create_topics(
+    shard: Rc<Shard>,
+    topics: Vec<NewTopic>,
+    validate_only: bool,
+) -> Vec<TopicOutcome> {
+    assert_eq!(
+        shard.id, CONTROLLER_SHARD,
+        "only the controller shard changes metadata"
+    );
+    let _permit = shard
+        .controller_lock
+        .acquire(1)
+        .await
+        .expect("the controller lock is never closed");
+    let current = shard.metadata();
+    let config = shard.config.clone();
+    let mut outcomes = Vec::with_capacity(topics.len());
+    let mut created: Vec<TopicMetadata> = Vec::new();
+    let mut extra_dirs = Vec::new();
+    for request in topics {
+        let outcome = (|| {
+            validate_topic_name(&request.name)
+                .map_err(|message| failure(ResponseError::InvalidTopicException, message))?;
+            if current.topic(&request.name).is_some()
+                || created.iter().any(|topic| topic.name == request.name)
+            {
+                return Err(failure(
+                    ResponseError::TopicAlreadyExists,
+                    format!("Topic '{}' already exists.", request.name),
+                ));
+            }
+            let partitions = if request.partitions == -1 {
+                config.num_partitions
+            } else {
+                request.partitions
+            };
+            if partitions < 1 || partitions > PARTITIONS_PER_TOPIC_MAX {
+                return Err(failure(
+                    ResponseError::InvalidPartitions,
+                    format!(
+                        "Number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}, got {partitions}."
+                    ),
+                ));
+            }
+            let replication = if request.replication_factor == -1 {
+                config.default_replication_factor
+            } else {
+                request.replication_factor
+            };
+            if replication != 1 {
+                return Err(failure(
+                    ResponseError::InvalidReplicationFactor,
+                    format!(
+                        "Replication factor {replication} is larger than the 1 available broker."
+                    ),
+                ));
+            }
+            if request.has_assignments {
+                return Err(failure(
+                    ResponseError::InvalidReplicaAssignment,
+                    "Explicit replica assignments are not supported by a single-node broker.",
+                ));
+            }
+            for (key, value) in &request.configs {
+                topic_config::validate(key, value)
+                    .map_err(|message| failure(ResponseError::InvalidConfig, message))?;
+            }
+            let mut partition_dirs = Vec::with_capacity(partitions as usize);
+            for _ in 0..partitions {
+                let dir = current.least_loaded_dir(config.log_dirs.len(), &extra_dirs);
+                extra_dirs.push(dir);
+                partition_dirs.push(dir);
+            }
+            Ok(TopicMetadata {
+                name: request.name.clone(),
+                id: Uuid::new_v4(),
+                partitions,
+                configs: request.configs.clone(),
+                partition_dirs,
+            })
+        })();
+        if let Ok(topic) = &outcome {
+            created.push(topic.clone());
+        }
+        outcomes.push(outcome);
+    }
+    if validate_only || created.is_empty() {
+        return outcomes;
+    }
+    let next = current.with_change(|topics| {
+        for topic in &created {
+            topics.insert(topic.name.clone(), topic.clone());
+        }
+    });
+    if let Err(message) = publish(&shard, next).await {
+        return outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome
+                    .and_then(|_| Err(failure(ResponseError::KafkaStorageError, message.clone())))
+            })
+            .collect();
+    }
+    for topic in &created {
+        info!(topic = %topic.name, partitions = topic.partitions, "created topic");
+    }
+    outcomes
+}
+
+/// Deletes topics by name (on the controller shard).
+pub async fn delete_topics(shard: Rc<Shard>, names: Vec<String>) -> Vec<TopicOutcome> {
+    assert_eq!(
+        shard.id, CONTROLLER_SHARD,
+        "only the controller shard changes metadata"
+    );
+    let _permit = shard
+        .controller_lock
+        .acquire(1)
+        .await
+        .expect("the controller lock is never closed");
+    let current = shard.metadata();
+    let outcomes: Vec<TopicOutcome> = names
+        .iter()
+        .map(|name| match current.topic(name) {
+            Some(topic) => Ok(topic.clone()),
+            None => Err(failure(
+                ResponseError::UnknownTopicOrPartition,
+                format!("Topic '{name}' does not exist."),
+            )),
+        })
+        .collect();
+    let doomed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|outcome| outcome.as_ref().ok().map(|topic| topic.name.clone()))
+        .collect();
+    if doomed.is_empty() {
+        return outcomes;
+    }
+    let next = current.with_change(|topics| {
+        for name in &doomed {
+            topics.remove(name);
+        }
+    });
+    if let Err(message) = publish(&shard, next).await {
+        return outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome
+                    .and_then(|_| Err(failure(ResponseError::KafkaStorageError, message.clone())))
+            })
+            .collect();
+    }
+    for name in &doomed {
+        info!(topic = %name, "deleted topic");
+    }
+    outcomes
+}
+
+/// Raises a topic's partition count (on the controller shard).
+pub async fn create_partitions(
+    shard: Rc<Shard>,
+    requests: Vec<(String, i32, bool)>,
+    validate_only: bool,
+) -> Vec<TopicOutcome> {
+    assert_eq!(
+        shard.id, CONTROLLER_SHARD,
+        "only the controller shard changes metadata"
+    );
+    let _permit = shard
+        .controller_lock
+        .acquire(1)
+        .await
+        .expect("the controller lock is never closed");
+    let current = shard.metadata();
+    let dir_count = shard.config.log_dirs.len();
+    let mut extra_dirs = Vec::new();
+    let mut changed: Vec<TopicMetadata> = Vec::new();
+    let outcomes: Vec<TopicOutcome> = requests
+        .into_iter()
+        .map(|(name, count, has_assignments)| {
+            let topic = current.topic(&name).ok_or_else(|| {
+                failure(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("Topic '{name}' does not exist."),
+                )
+            })?;
+            if count <= topic.partitions {
+                return Err(failure(
+                    ResponseError::InvalidPartitions,
+                    format!(
+                        "Topic currently has {} partitions, {count} would not be an increase.",
+                        topic.partitions
+                    ),
+                ));
+            }
+            if count > PARTITIONS_PER_TOPIC_MAX {
+                return Err(failure(
+                    ResponseError::InvalidPartitions,
+                    format!("At most {PARTITIONS_PER_TOPIC_MAX} partitions per topic."),
+                ));
+            }
+            if has_assignments {
+                return Err(failure(
+                    ResponseError::InvalidReplicaAssignment,
+                    "Explicit replica assignments are not supported by a single-node broker.",
+                ));
+            }
+            let mut grown = topic.clone();
+            for _ in topic.partitions..count {
+                let dir = current.least_loaded_dir(dir_count, &extra_dirs);
+                extra_dirs.push(dir);
+                grown.partition_dirs.push(dir);
+            }
+            grown.partitions = count;
+            changed.push(grown.clone());
+            Ok(grown)
+        })
+        .collect();
+    if validate_only || changed.is_empty() {
+        return outcomes;
+    }
+    let next = current.with_change(|topics| {
+        for topic in &changed {
+            topics.insert(topic.name.clone(), topic.clone());
+        }
+    });
+    if let Err(message) = publish(&shard, next).await {
+        return outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome
+                    .and_then(|_| Err(failure(ResponseError::KafkaStorageError, message.clone())))
+            })
+            .collect();
+    }
+    outcomes
+}
+
+/// Persists a snapshot, then installs it on every shard.
+async fn publish(shard: &Rc<Shard>, next: ClusterMetadata) -> Result<(), String> {
+    if let Err(error) = next.persist(&shard.config.log_dirs) {
+        error!(%error, "could not persist topic metadata");
+        return Err(format!("could not persist topic metadata: {error}"));
+    }
+    let next = Arc::new(next);
+    let results = shard
+        .invoke_on_all(move |target: Rc<Shard>| {
+            let next = next.clone();
+            async move {
+                target
+                    .apply_metadata(next, None)
+                    .await
+                    .map_err(|error| error.to_string())
+            }
+        })
+        .await;
+    for result in results {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                error!(error = %message, "a shard could not apply new metadata");
+                return Err(message);
+            }
+            Err(gone) => return Err(gone.to_string()),
+        }
+    }
+    Ok(())
+}

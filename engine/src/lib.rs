@@ -1,0 +1,28 @@
+//! weir's broker engine: shards, routing, partitions, metadata and Kafka API handlers.
+//!
+//! ```text
+//!  main thread: config → env checks → load metadata → spawn shards → wait for signal
+//!      │
+//!      ├── shard 0 (core a): listener (SO_REUSEPORT) · conns · owned partitions · controller
+//!      ├── shard 1 (core b): listener (SO_REUSEPORT) · conns · owned partitions
+//!      └── ...           bounded channels between every pair of shards (invoke_on)
+//!
+//!  request: conn (accepting shard) → api::dispatch → handler
+//!           → per partition: invoke_on(shard_for(topic, partition)) → Partition (log)
+//! ```
+//!
+//! Invariants: a partition's log is written only by its owner shard; metadata has one
+//! writer (shard 0) and is published as immutable snapshots; shard state never crosses
+//! threads (only `Send` closures and their results do); every queue is bounded.
+
+pub mod api;
+pub mod config;
+pub mod conn;
+pub mod controller;
+pub mod errors;
+pub mod event;
+pub mod metadata;
+pub mod partition;
+pub mod routing;
+pub mod server;
+pub mod shard;

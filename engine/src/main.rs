@@ -1,0 +1,78 @@
+//! The `weir` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use weir_engine::config::BrokerConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A Kafka-compatible, thread-per-core message broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker. With no options: node 0 on 127.0.0.1:9092, data in ./weir-data.
+    #[command(
+        after_help = "Examples:\n  weir broker\n  weir broker --config server.properties\n  \
+        weir broker --override listeners=PLAINTEXT://127.0.0.1:19092 --override log.dirs=/data/a,/data/b\n  \
+        WEIR_NUM_PARTITIONS=6 weir broker\n\nPrecedence: defaults < --config file < WEIR_* env vars < --override."
+    )]
+    Broker {
+        /// A Kafka server.properties file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Set a config key, as kafka-server-start.sh --override (repeatable).
+        #[arg(long = "override", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Number of shards (default: one per usable core).
+        #[arg(long)]
+        shards: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_env("WEIR_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Broker {
+            config,
+            overrides,
+            shards,
+        } => {
+            let loaded = BrokerConfig::load(config.as_deref(), std::env::vars(), &overrides);
+            let config = match loaded {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("weir: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            if shards == Some(0) {
+                eprintln!("weir: --shards must be at least 1");
+                return ExitCode::from(2);
+            }
+            match weir_engine::server::run(config, shards) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("weir: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! One partition as its owner shard holds it: the log plus what long polls wait on.
+//!
+//! Only the owner shard ([`crate::routing::shard_for`]) ever creates a `Partition`, so
+//! the log has exactly one writer. Appends take the async write lock for the whole
+//! validate → assign offsets → write → (flush) sequence, which keeps offsets and file
+//! positions in append order; reads share the lock. The lock is shard-local (glommio),
+//! never a thread lock.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use glommio::sync::RwLock;
+use weir_storage::{AppendInfo, LogConfig, PartitionLog, ReadResult, StorageError};
+
+use crate::event::Event;
+
+/// Offsets a ListOffsets request can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetQuery {
+    Earliest,
+    Latest,
+    MaxTimestamp,
+    Timestamp(i64),
+}
+
+/// The answer to an [`OffsetQuery`]: (offset, timestamp), -1s when nothing matches.
+pub type OffsetAnswer = (i64, i64);
+
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    log: RwLock<PartitionLog>,
+    /// Fired after every append; long-poll fetches wait on it.
+    pub appended: Rc<Event>,
+    log_end_offset: Cell<i64>,
+    log_start_offset: Cell<i64>,
+    recovery_point: Cell<i64>,
+    closed: Cell<bool>,
+}
+
+impl Partition {
+    pub fn new(topic: String, index: i32, log: PartitionLog) -> Rc<Partition> {
+        Rc::new(Partition {
+            topic,
+            index,
+            log_end_offset: Cell::new(log.log_end_offset()),
+            log_start_offset: Cell::new(log.log_start_offset()),
+            recovery_point: Cell::new(log.recovery_point()),
+            log: RwLock::new(log),
+            appended: Event::new(),
+            closed: Cell::new(false),
+        })
+    }
+
+    /// Next offset to be assigned; also the high watermark on a single node.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.get()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.get()
+    }
+
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point.get()
+    }
+
+    /// The high watermark: everything below it is readable by consumers.
+    pub fn high_watermark(&self) -> i64 {
+        self.log_end_offset.get()
+    }
+
+    fn closed_error(&self) -> StorageError {
+        StorageError::Io {
+            op: "use a closed partition",
+            path: format!("{}-{}", self.topic, self.index).into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotConnected, "partition is closed"),
+        }
+    }
+
+    /// Validates and appends one produce request's records for this partition.
+    pub async fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendInfo, StorageError> {
+        let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
+        if self.closed.get() {
+            return Err(self.closed_error());
+        }
+        let before = log.log_end_offset();
+        let info = log.append(records, now_ms, 0).await?;
+        assert_eq!(
+            info.base_offset, before,
+            "offsets are assigned from the log end"
+        );
+        assert!(
+            log.log_end_offset() > before,
+            "an append moves the log end forward"
+        );
+        self.log_end_offset.set(log.log_end_offset());
+        self.recovery_point.set(log.recovery_point());
+        drop(log);
+        self.appended.notify_all();
+        Ok(info)
+    }
+
+    /// Reads whole batches from `offset` up to the high watermark.
+    pub async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadResult, StorageError> {
+        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        log.read(offset, max_bytes, min_one_batch, self.high_watermark())
+            .await
+    }
+
+    /// Waits until data past `offset` exists or `wait` elapses.
+    pub async fn wait_for_data(&self, offset: i64, wait: Duration) {
+        if self.log_end_offset() > offset || self.closed.get() {
+            return;
+        }
+        let listen = self.appended.listen();
+        let timer = glommio::timer::sleep(wait);
+        futures::pin_mut!(listen, timer);
+        futures::future::select(listen, timer).await;
+    }
+
+    pub async fn list_offset(&self, query: OffsetQuery) -> Result<OffsetAnswer, StorageError> {
+        match query {
+            OffsetQuery::Earliest => Ok((self.log_start_offset(), -1)),
+            OffsetQuery::Latest => Ok((self.high_watermark(), -1)),
+            OffsetQuery::MaxTimestamp => {
+                let log = self.log.read().await.map_err(|_| self.closed_error())?;
+                Ok(log.max_timestamp().await?.unwrap_or((-1, -1)))
+            }
+            OffsetQuery::Timestamp(timestamp) => {
+                let log = self.log.read().await.map_err(|_| self.closed_error())?;
+                Ok(log
+                    .offset_for_timestamp(timestamp)
+                    .await?
+                    .unwrap_or((-1, -1)))
+            }
+        }
+    }
+
+    /// fdatasyncs whatever is not yet durable and advances the recovery point.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
+        if log.recovery_point() < log.log_end_offset() {
+            log.flush().await?;
+        }
+        self.recovery_point.set(log.recovery_point());
+        Ok(())
+    }
+
+    pub async fn set_config(&self, config: LogConfig) -> Result<(), StorageError> {
+        let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
+        log.set_config(config);
+        Ok(())
+    }
+
+    /// Flushes and closes the log; later calls fail with a storage error.
+    pub async fn close(self: &Rc<Self>) -> Result<(), StorageError> {
+        let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
+        if self.closed.replace(true) {
+            return Ok(());
+        }
+        log.flush().await?;
+        self.recovery_point.set(log.recovery_point());
+        drop(log);
+        self.appended.notify_all();
+        Ok(())
+    }
+}

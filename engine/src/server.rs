@@ -1,0 +1,467 @@
+//! `weir broker`: start-up, the shards' lives, and clean shutdown.
+//!
+//! Start-up (main thread, before any traffic):
+//! 1. config → environment checks (cores, io_uring, RLIMIT_MEMLOCK sized per shard);
+//! 2. log dirs + `meta.properties` (cluster id); topic metadata from `weir-topics.json`
+//!    and the partition dirs; recovery points and clean-shutdown markers per dir;
+//! 3. one pinned glommio executor per shard, connected by bounded channels; each opens
+//!    (recovering) the partitions it owns, then binds the listener with SO_REUSEPORT;
+//! 4. when every shard is ready: remove the clean-shutdown markers, print the ready line.
+//!
+//! Shutdown (SIGINT/SIGTERM), driven by shard 0: every shard stops accepting and lets
+//! each connection finish its in-flight request (the gate drains) → every shard
+//! flushes and closes its partitions → checkpoint files are written (temp → fsync →
+//! rename → fsync dir) → the clean-shutdown marker goes into every log dir → exit 0.
+//! Crash consistency: the marker is written last, so a crash anywhere before it makes
+//! the next start recover from the checkpointed recovery points.
+
+use std::collections::HashMap;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{error, info, warn};
+use weir_storage::{checkpoint, meta};
+
+use crate::config::BrokerConfig;
+use crate::metadata::{ClusterMetadata, ensure_meta_properties};
+use crate::shard::{CROSS_SHARD_CHANNEL_CAPACITY, CheckpointEntry, Shard, ShardTask, StartupState};
+
+/// Pending connections the kernel queues per shard listener.
+const LISTEN_BACKLOG: i32 = 1024;
+/// How often shard 0 looks at the stop flag the signal thread sets.
+const STOP_POLL_INTERVAL_MS: u64 = 50;
+
+pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
+pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
+pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
+
+/// Runs a broker until SIGINT/SIGTERM. Returns after a clean shutdown.
+pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
+    let cores = weir_tuning::usable_cores()?;
+    let shard_count = shards.unwrap_or(cores.len()).max(1);
+    weir_tuning::check_io_uring()?;
+    let plan = weir_tuning::plan_io_memory(shard_count)?;
+    info!(
+        shards = shard_count,
+        io_memory_per_shard = plan.io_memory_per_shard_bytes,
+        memlock = plan.memlock_soft_bytes,
+        raised = plan.raised,
+        "environment checked"
+    );
+
+    for dir in &config.log_dirs {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create log dir {}", dir.display()))?;
+    }
+    let cluster_id = ensure_meta_properties(&config.log_dirs, config.node_id)
+        .map_err(|message| anyhow!(message))?;
+    let (metadata, notes) = ClusterMetadata::load(cluster_id, config.node_id, &config.log_dirs)
+        .context("cannot load topic metadata")?;
+    for note in notes {
+        info!("{note}");
+    }
+    let startup = Arc::new(read_startup_state(&config.log_dirs)?);
+    let metadata = Arc::new(metadata);
+    let config = Arc::new(config);
+
+    block_stop_signals();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(AtomicUsize::new(shard_count));
+    let (ready_sender, ready_receiver) = mpsc::channel::<(usize, Result<(), String>)>();
+
+    // One bounded channel per ordered pair of shards.
+    let mut senders: Vec<Vec<Option<SharedSender<ShardTask>>>> = (0..shard_count)
+        .map(|_| (0..shard_count).map(|_| None).collect())
+        .collect();
+    let mut receivers: Vec<Vec<SharedReceiver<ShardTask>>> =
+        (0..shard_count).map(|_| Vec::new()).collect();
+    for from in 0..shard_count {
+        for to in 0..shard_count {
+            if from != to {
+                let (sender, receiver) = shared_channel::new_bounded(CROSS_SHARD_CHANNEL_CAPACITY);
+                senders[from][to] = Some(sender);
+                receivers[to].push(receiver);
+            }
+        }
+    }
+    let mut handles = Vec::with_capacity(shard_count);
+    for (id, (my_senders, my_receivers)) in senders.into_iter().zip(receivers).enumerate() {
+        let core = cores[id % cores.len()];
+        let (config, metadata, startup, stop, running, ready) = (
+            config.clone(),
+            metadata.clone(),
+            startup.clone(),
+            stop.clone(),
+            running.clone(),
+            ready_sender.clone(),
+        );
+        let handle = LocalExecutorBuilder::new(Placement::Unbound)
+            .name(&format!("weir-shard-{id}"))
+            .io_memory(plan.io_memory_per_shard_bytes)
+            .spawn(move || async move {
+                if let Err(error) = weir_tuning::pin_current_thread(core) {
+                    warn!(shard = id, core, %error, "could not pin shard to its core");
+                }
+                shard_main(
+                    id,
+                    shard_count,
+                    config,
+                    metadata,
+                    startup,
+                    my_senders,
+                    my_receivers,
+                    stop,
+                    ready,
+                )
+                .await;
+                running.fetch_sub(1, Ordering::SeqCst);
+            })
+            .map_err(|error| anyhow!("cannot start shard {id}: {error}"))?;
+        handles.push(handle);
+    }
+    drop(ready_sender);
+
+    let mut failures = Vec::new();
+    for _ in 0..shard_count {
+        match ready_receiver.recv() {
+            Ok((_, Ok(()))) => {}
+            Ok((id, Err(message))) => failures.push(format!("shard {id}: {message}")),
+            Err(_) => {
+                failures.push("a shard stopped during start-up".to_string());
+                break;
+            }
+        }
+    }
+    if failures.is_empty() {
+        for dir in &config.log_dirs {
+            if let Err(error) = meta::remove_clean_shutdown_marker(dir) {
+                warn!(dir = %dir.display(), %error, "could not remove the clean-shutdown marker");
+            }
+        }
+        info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "broker ready"
+        );
+        println!(
+            "weir broker ready: listening on {} ({shard_count} shards, node {}, started in {} ms)",
+            config.listen_address,
+            config.node_id,
+            started.elapsed().as_millis()
+        );
+        wait_for_stop_signal(&stop, &running);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut panicked = false;
+    for handle in handles {
+        if handle.join().is_err() {
+            panicked = true;
+        }
+    }
+    if !failures.is_empty() {
+        bail!("broker failed to start: {}", failures.join("; "));
+    }
+    if panicked {
+        bail!("a shard stopped unexpectedly; see the log above");
+    }
+    info!("broker stopped cleanly");
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn shard_main(
+    id: usize,
+    count: usize,
+    config: Arc<BrokerConfig>,
+    metadata: Arc<ClusterMetadata>,
+    startup: Arc<StartupState>,
+    senders: Vec<Option<SharedSender<ShardTask>>>,
+    receivers: Vec<SharedReceiver<ShardTask>>,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<(usize, Result<(), String>)>,
+) {
+    // A channel's two ends connect together, so every end is connected concurrently.
+    let connect_senders = futures::future::join_all(senders.into_iter().map(|sender| async move {
+        match sender {
+            Some(sender) => Some(sender.connect().await),
+            None => None,
+        }
+    }));
+    let connect_receivers =
+        futures::future::join_all(receivers.into_iter().map(|receiver| receiver.connect()));
+    let (connected_senders, connected_receivers) =
+        futures::join!(connect_senders, connect_receivers);
+    let shard = Shard::new(
+        id,
+        count,
+        config.clone(),
+        ClusterMetadata::default().into(),
+        connected_senders,
+    );
+    for receiver in connected_receivers {
+        glommio::spawn_local(shard.clone().serve_peer(receiver)).detach();
+    }
+    if let Err(error) = shard.apply_metadata(metadata, Some(&startup)).await {
+        let _ = ready.send((id, Err(format!("cannot open partitions: {error}"))));
+        stop.store(true, Ordering::SeqCst);
+        return;
+    }
+    let listener = match bind_listener(&config) {
+        Ok(listener) => listener,
+        Err(error) => {
+            let _ = ready.send((id, Err(error.to_string())));
+            stop.store(true, Ordering::SeqCst);
+            return;
+        }
+    };
+    glommio::spawn_local(accept_loop(shard.clone(), listener)).detach();
+    if let Some(interval_ms) = config.flush_interval_ms {
+        glommio::spawn_local(flush_loop(shard.clone(), interval_ms)).detach();
+    }
+    if id == 0 {
+        glommio::spawn_local(checkpoint_loop(shard.clone())).detach();
+    }
+    let _ = ready.send((id, Ok(())));
+    drop(ready);
+    if id == 0 {
+        while !stop.load(Ordering::SeqCst) {
+            glommio::timer::sleep(Duration::from_millis(STOP_POLL_INTERVAL_MS)).await;
+        }
+        shutdown(&shard).await;
+    } else {
+        shard.exit.listen().await;
+    }
+}
+
+fn bind_listener(config: &BrokerConfig) -> anyhow::Result<TcpListener> {
+    let address = config.listen_address;
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket
+        .bind(&address.into())
+        .with_context(|| format!("cannot listen on {address} (is another broker running? set listeners=PLAINTEXT://host:port)"))?;
+    socket.listen(LISTEN_BACKLOG)?;
+    // SAFETY: the fd comes from a socket we own and hand over whole.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        let accepted = {
+            let accept = listener.accept();
+            let shutdown = shard.shutdown.listen();
+            futures::pin_mut!(accept, shutdown);
+            match futures::future::select(accept, shutdown).await {
+                futures::future::Either::Left((accepted, _)) => accepted,
+                futures::future::Either::Right(_) => break,
+            }
+        };
+        match accepted {
+            Ok(stream) => {
+                let peer = stream
+                    .peer_addr()
+                    .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+                if shard
+                    .connections
+                    .spawn(crate::conn::serve(shard.clone(), stream, peer))
+                    .map(|task| task.detach())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Err(error) => {
+                warn!(shard = shard.id, %error, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn flush_loop(shard: Rc<Shard>, interval_ms: u64) {
+    while !shard.is_shutting_down() {
+        glommio::timer::sleep(Duration::from_millis(interval_ms)).await;
+        for partition in shard.local_partitions() {
+            if partition.recovery_point() < partition.log_end_offset() {
+                if let Err(error) = partition.flush().await {
+                    warn!(shard = shard.id, topic = %partition.topic, partition = partition.index, %error, "periodic flush failed");
+                }
+            }
+        }
+    }
+}
+
+async fn checkpoint_loop(shard: Rc<Shard>) {
+    let interval = Duration::from_millis(shard.config.checkpoint_interval_ms);
+    loop {
+        glommio::timer::sleep(interval).await;
+        if shard.is_shutting_down() {
+            return;
+        }
+        let entries = collect(
+            shard
+                .invoke_on_all(|target: Rc<Shard>| async move { target.checkpoint_entries() })
+                .await,
+        );
+        if let Err(error) = write_checkpoints(&shard.config.log_dirs, &entries) {
+            warn!(%error, "could not write checkpoint files");
+        }
+    }
+}
+
+fn collect(
+    results: Vec<Result<Vec<CheckpointEntry>, crate::shard::ShardGone>>,
+) -> Vec<CheckpointEntry> {
+    results
+        .into_iter()
+        .filter_map(Result::ok)
+        .flatten()
+        .collect()
+}
+
+async fn shutdown(shard: &Rc<Shard>) {
+    info!("shutting down: draining connections");
+    shard
+        .invoke_on_all(|target: Rc<Shard>| async move {
+            target.begin_shutdown();
+            let _ = target.connections.close().await;
+        })
+        .await;
+    info!("flushing partitions");
+    let entries = collect(
+        shard
+            .invoke_on_all(|target: Rc<Shard>| async move { target.close_partitions().await })
+            .await,
+    );
+    let clean = match write_checkpoints(&shard.config.log_dirs, &entries) {
+        Ok(()) => true,
+        Err(error) => {
+            error!(%error, "could not write checkpoint files; the next start will recover");
+            false
+        }
+    };
+    if clean {
+        for dir in &shard.config.log_dirs {
+            if let Err(error) = meta::write_clean_shutdown_marker(dir) {
+                error!(dir = %dir.display(), %error, "could not write the clean-shutdown marker");
+            }
+        }
+    }
+    for target in 1..shard.count {
+        let _ = shard
+            .invoke_on(target, |target: Rc<Shard>| async move {
+                target.exit.notify_all()
+            })
+            .await;
+    }
+}
+
+fn write_checkpoints(
+    log_dirs: &[PathBuf],
+    entries: &[CheckpointEntry],
+) -> Result<(), weir_storage::StorageError> {
+    for (dir_index, dir) in log_dirs.iter().enumerate() {
+        let in_dir: Vec<&CheckpointEntry> = entries
+            .iter()
+            .filter(|entry| entry.dir_index == dir_index)
+            .collect();
+        let list = |value: fn(&CheckpointEntry) -> i64| -> Vec<(String, i32, i64)> {
+            in_dir
+                .iter()
+                .map(|entry| (entry.topic.clone(), entry.partition, value(entry)))
+                .collect()
+        };
+        checkpoint::write_checkpoint(
+            &dir.join(RECOVERY_POINT_CHECKPOINT),
+            &list(|entry| entry.recovery_point),
+        )?;
+        checkpoint::write_checkpoint(
+            &dir.join(LOG_START_OFFSET_CHECKPOINT),
+            &list(|entry| entry.log_start_offset),
+        )?;
+        checkpoint::write_checkpoint(
+            &dir.join(REPLICATION_OFFSET_CHECKPOINT),
+            &list(|entry| entry.high_watermark),
+        )?;
+    }
+    Ok(())
+}
+
+fn read_startup_state(log_dirs: &[PathBuf]) -> anyhow::Result<StartupState> {
+    let mut state = StartupState::default();
+    let mut recovery_points = HashMap::new();
+    let mut log_start_offsets = HashMap::new();
+    for dir in log_dirs {
+        state.clean_dirs.push(meta::has_clean_shutdown_marker(dir));
+        for (topic, partition, offset) in
+            checkpoint::read_checkpoint(&dir.join(RECOVERY_POINT_CHECKPOINT))?
+        {
+            recovery_points.insert((topic, partition), offset);
+        }
+        for (topic, partition, offset) in
+            checkpoint::read_checkpoint(&dir.join(LOG_START_OFFSET_CHECKPOINT))?
+        {
+            log_start_offsets.insert((topic, partition), offset);
+        }
+    }
+    state.recovery_points = recovery_points;
+    state.log_start_offsets = log_start_offsets;
+    Ok(state)
+}
+
+/// Blocks SIGINT/SIGTERM in this thread and every thread it starts afterwards, so
+/// only `wait_for_stop_signal` receives them.
+fn block_stop_signals() {
+    // SAFETY: plain signal-mask manipulation on the calling thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn wait_for_stop_signal(stop: &AtomicBool, running: &AtomicUsize) {
+    let total = running.load(Ordering::SeqCst);
+    // SAFETY: sigtimedwait on a set of blocked signals.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let timeout = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
+        loop {
+            let signal = libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout);
+            if signal == libc::SIGINT || signal == libc::SIGTERM {
+                info!(signal, "stop signal received");
+                break;
+            }
+            if stop.load(Ordering::SeqCst) || running.load(Ordering::SeqCst) < total {
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+}

@@ -1,0 +1,408 @@
+//! A shard: one pinned glommio executor and everything it owns.
+//!
+//! ```text
+//!   shard i ──ShardTask──► bounded shared channel (i→j) ──► shard j runs it, replies
+//!            ◄────────────────── futures oneshot ─────────────┘
+//! ```
+//!
+//! Cross-shard calls are closures sent over bounded channels, one per ordered pair of
+//! shards ([`Shard::invoke_on`], the Seastar `submit_to` pattern): the closure carries
+//! only `Send` data, runs on the target shard with that shard's `Rc<Shard>`, and its
+//! result comes back on a oneshot. State inside a shard is `!Send` (`Rc`, `RefCell`,
+//! `Cell`) and never leaves it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+use futures::future::LocalBoxFuture;
+use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
+use tracing::{info, warn};
+use weir_storage::{LogConfig, PartitionLog, StorageError, meta};
+
+use crate::config::{BrokerConfig, topic as topic_config};
+use crate::event::Event;
+use crate::metadata::{ClusterMetadata, TopicMetadata, partition_dir};
+use crate::partition::Partition;
+use crate::routing::shard_for;
+
+/// Capacity of each shard-to-shard channel: enough to keep a busy pair of shards
+/// streaming without letting one shard queue unbounded work on another.
+pub const CROSS_SHARD_CHANNEL_CAPACITY: usize = 1024;
+
+/// Work sent to another shard.
+pub type ShardTask = Box<dyn FnOnce(Rc<Shard>) -> LocalBoxFuture<'static, ()> + Send>;
+
+/// The target shard stopped before answering (only during shutdown).
+#[derive(Debug, thiserror::Error)]
+#[error("shard {shard} is gone")]
+pub struct ShardGone {
+    pub shard: usize,
+}
+
+/// Recovery facts handed to each shard at start-up.
+#[derive(Debug, Default)]
+pub struct StartupState {
+    /// (topic, partition) → recovery point, from every log dir's checkpoint.
+    pub recovery_points: HashMap<(String, i32), i64>,
+    /// (topic, partition) → log start offset.
+    pub log_start_offsets: HashMap<(String, i32), i64>,
+    /// Index of log dirs that had the clean-shutdown marker.
+    pub clean_dirs: Vec<bool>,
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub count: usize,
+    pub config: Arc<BrokerConfig>,
+    metadata: RefCell<Arc<ClusterMetadata>>,
+    partitions: RefCell<HashMap<(String, i32), Rc<Partition>>>,
+    senders: Vec<Option<ConnectedSender<ShardTask>>>,
+    /// Fired when the shard starts shutting down: connections stop reading.
+    pub shutdown: Rc<Event>,
+    shutting_down: std::cell::Cell<bool>,
+    /// Serializes metadata changes; only used on shard 0 (the controller role).
+    pub controller_lock: glommio::sync::Semaphore,
+    /// Every connection task runs inside this gate; closing it waits for them.
+    pub connections: glommio::sync::Gate,
+    /// Fired when the shard may stop its executor (the last step of shutdown).
+    pub exit: Rc<Event>,
+}
+
+/// What one partition contributes to the per-log-dir checkpoint files.
+#[derive(Debug, Clone)]
+pub struct CheckpointEntry {
+    pub topic: String,
+    pub partition: i32,
+    pub dir_index: usize,
+    pub recovery_point: i64,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        count: usize,
+        config: Arc<BrokerConfig>,
+        metadata: Arc<ClusterMetadata>,
+        senders: Vec<Option<ConnectedSender<ShardTask>>>,
+    ) -> Rc<Shard> {
+        Rc::new(Shard {
+            id,
+            count,
+            config,
+            metadata: RefCell::new(metadata),
+            partitions: RefCell::new(HashMap::new()),
+            senders,
+            shutdown: Event::new(),
+            shutting_down: std::cell::Cell::new(false),
+            controller_lock: glommio::sync::Semaphore::new(1),
+            connections: glommio::sync::Gate::new(),
+            exit: Event::new(),
+        })
+    }
+
+    /// Runs `work` on shard `target` and returns its result. Local calls run inline.
+    pub async fn invoke_on<R, F, Fut>(
+        self: &Rc<Self>,
+        target: usize,
+        work: F,
+    ) -> Result<R, ShardGone>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        if target == self.id {
+            return Ok(work(self.clone()).await);
+        }
+        let (reply, answer) = oneshot::channel();
+        let task: ShardTask = Box::new(move |shard| {
+            Box::pin(async move {
+                let _ = reply.send(work(shard).await);
+            })
+        });
+        let sender = self.senders[target]
+            .as_ref()
+            .expect("every other shard has a sender");
+        if sender.send(task).await.is_err() {
+            return Err(ShardGone { shard: target });
+        }
+        answer.await.map_err(|_| ShardGone { shard: target })
+    }
+
+    /// Runs `work` on every shard (including this one) concurrently.
+    pub async fn invoke_on_all<R, F, Fut>(self: &Rc<Self>, work: F) -> Vec<Result<R, ShardGone>>
+    where
+        R: Send + 'static,
+        F: Fn(Rc<Shard>) -> Fut + Send + Clone + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        let calls = (0..self.count).map(|target| {
+            let work = work.clone();
+            self.invoke_on(target, work)
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// Serves tasks other shards send here, until the channel closes.
+    pub async fn serve_peer(self: Rc<Self>, receiver: ConnectedReceiver<ShardTask>) {
+        while let Some(task) = receiver.recv().await {
+            glommio::spawn_local(task(self.clone())).detach();
+        }
+    }
+
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.metadata.borrow().clone()
+    }
+
+    pub fn owner_of(&self, topic: &str, partition: i32) -> usize {
+        shard_for(topic, partition, self.count)
+    }
+
+    /// The local partition, if this shard owns and has opened it.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    pub fn local_partitions(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
+
+    pub fn begin_shutdown(&self) {
+        if !self.shutting_down.replace(true) {
+            self.shutdown.notify_all();
+        }
+    }
+
+    /// The log settings of a topic: broker defaults with the topic's overrides applied.
+    pub fn log_config_for(&self, topic: &TopicMetadata) -> LogConfig {
+        log_config_for(&self.config, topic)
+    }
+
+    /// Installs a new metadata snapshot: opens partitions this shard now owns, closes
+    /// and deletes partitions whose topic was deleted, and applies config changes.
+    pub async fn apply_metadata(
+        self: &Rc<Self>,
+        metadata: Arc<ClusterMetadata>,
+        startup: Option<&StartupState>,
+    ) -> Result<(), StorageError> {
+        let previous = self.metadata.replace(metadata.clone());
+        // Partitions of topics that disappeared or were re-created under a new id.
+        let stale: Vec<((String, i32), Rc<Partition>)> = self
+            .partitions
+            .borrow()
+            .iter()
+            .filter(|((topic, partition), _)| {
+                match (metadata.topic(topic), previous.topic(topic)) {
+                    (Some(now), Some(before)) => {
+                        now.id != before.id || *partition >= now.partitions
+                    }
+                    (None, _) => true,
+                    _ => false,
+                }
+            })
+            .map(|(key, partition)| (key.clone(), partition.clone()))
+            .collect();
+        for ((topic, index), partition) in stale {
+            self.partitions.borrow_mut().remove(&(topic.clone(), index));
+            partition.close().await?;
+            if let Some(before) = previous.topic(&topic) {
+                let dir = partition_dir(&self.config.log_dirs, before, index);
+                delete_partition_dir(&self.config.log_dirs, &dir);
+            }
+        }
+        for topic in metadata.topics.values() {
+            let config = self.log_config_for(topic);
+            for index in 0..topic.partitions {
+                if self.owner_of(&topic.name, index) != self.id {
+                    continue;
+                }
+                let existing = self.partition(&topic.name, index);
+                match existing {
+                    Some(partition) => {
+                        if previous.topic(&topic.name).map(|before| &before.configs)
+                            != Some(&topic.configs)
+                        {
+                            partition.set_config(config.clone()).await?;
+                        }
+                    }
+                    None => {
+                        let partition = self
+                            .open_partition(topic, index, config.clone(), startup)
+                            .await?;
+                        self.partitions
+                            .borrow_mut()
+                            .insert((topic.name.clone(), index), partition);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn open_partition(
+        &self,
+        topic: &TopicMetadata,
+        index: i32,
+        config: LogConfig,
+        startup: Option<&StartupState>,
+    ) -> Result<Rc<Partition>, StorageError> {
+        let dir = partition_dir(&self.config.log_dirs, topic, index);
+        std::fs::create_dir_all(&dir).map_err(|source| StorageError::Io {
+            op: "create partition dir",
+            path: dir.clone(),
+            source,
+        })?;
+        if meta::PartitionMetadata::read(&dir)?.is_none() {
+            meta::PartitionMetadata { topic_id: topic.id }.write(&dir)?;
+        }
+        let key = (topic.name.clone(), index);
+        let dir_index = topic
+            .partition_dirs
+            .get(index as usize)
+            .copied()
+            .unwrap_or(0);
+        let (recovery_point, log_start, clean) = match startup {
+            Some(state) => (
+                state.recovery_points.get(&key).copied(),
+                state.log_start_offsets.get(&key).copied(),
+                state.clean_dirs.get(dir_index).copied().unwrap_or(false),
+            ),
+            None => (None, None, false),
+        };
+        let (log, report) =
+            PartitionLog::open(dir.clone(), config, recovery_point, log_start, clean).await?;
+        for note in &report.truncated {
+            warn!(
+                shard = self.id,
+                topic = %topic.name,
+                partition = index,
+                file = %note.path.display(),
+                position = note.position,
+                bytes_dropped = note.bytes_dropped,
+                "truncated log tail at {}:{}: {}",
+                note.path.display(),
+                note.position,
+                note.reason
+            );
+        }
+        for rebuilt in &report.indexes_rebuilt {
+            info!(shard = self.id, topic = %topic.name, partition = index, file = %rebuilt.display(), "rebuilt index");
+        }
+        Ok(Partition::new(topic.name.clone(), index, log))
+    }
+
+    fn checkpoint_entry(
+        &self,
+        metadata: &ClusterMetadata,
+        partition: &Partition,
+    ) -> CheckpointEntry {
+        let dir_index = metadata
+            .topic(&partition.topic)
+            .and_then(|topic| topic.partition_dirs.get(partition.index as usize).copied())
+            .unwrap_or(0);
+        CheckpointEntry {
+            topic: partition.topic.clone(),
+            partition: partition.index,
+            dir_index,
+            recovery_point: partition.recovery_point(),
+            log_start_offset: partition.log_start_offset(),
+            high_watermark: partition.high_watermark(),
+        }
+    }
+
+    /// Flushes and closes every local partition; returns their checkpoint entries.
+    pub async fn close_partitions(&self) -> Vec<CheckpointEntry> {
+        let partitions: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .map(|(_, partition)| partition)
+            .collect();
+        let metadata = self.metadata();
+        let mut entries = Vec::new();
+        for partition in partitions {
+            if let Err(error) = partition.close().await {
+                warn!(shard = self.id, topic = %partition.topic, partition = partition.index, %error, "could not flush partition at shutdown");
+                continue;
+            }
+            entries.push(self.checkpoint_entry(&metadata, &partition));
+        }
+        entries
+    }
+
+    /// Checkpoint entries of the open local partitions, without closing them.
+    pub fn checkpoint_entries(&self) -> Vec<CheckpointEntry> {
+        let metadata = self.metadata();
+        self.local_partitions()
+            .iter()
+            .map(|partition| self.checkpoint_entry(&metadata, partition))
+            .collect()
+    }
+}
+
+/// Broker log defaults with a topic's overrides applied.
+pub fn log_config_for(config: &BrokerConfig, topic: &TopicMetadata) -> LogConfig {
+    let mut log = config.log_defaults.clone();
+    for (key, value) in &topic.configs {
+        if topic_config::validate(key, value).is_err() {
+            continue;
+        }
+        match key.as_str() {
+            "segment.bytes" => log.segment_bytes = value.parse().unwrap_or(log.segment_bytes),
+            "segment.ms" => log.segment_ms = value.parse().unwrap_or(log.segment_ms),
+            "index.interval.bytes" => {
+                log.index_interval_bytes = value.parse().unwrap_or(log.index_interval_bytes)
+            }
+            "segment.index.bytes" => {
+                log.segment_index_bytes = value.parse().unwrap_or(log.segment_index_bytes)
+            }
+            "max.message.bytes" => {
+                log.max_message_bytes = value.parse().unwrap_or(log.max_message_bytes)
+            }
+            "flush.messages" => {
+                log.flush_interval_messages = value.parse().unwrap_or(log.flush_interval_messages)
+            }
+            "flush.ms" => log.flush_interval_ms = value.parse().ok(),
+            "message.timestamp.type" => log.log_append_time = value == "LogAppendTime",
+            _ => {}
+        }
+    }
+    log
+}
+
+/// Removes a deleted partition's directory: renamed to `*-delete` first (Kafka's
+/// convention, so a crash mid-removal never resurrects it), then removed.
+fn delete_partition_dir(log_dirs: &[PathBuf], dir: &PathBuf) {
+    if !crate::metadata::is_inside(dir, log_dirs) || !dir.exists() {
+        return;
+    }
+    let doomed = dir.with_file_name(format!(
+        "{}.{}-delete",
+        dir.file_name()
+            .map(|name| name.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let target = if std::fs::rename(dir, &doomed).is_ok() {
+        doomed
+    } else {
+        dir.clone()
+    };
+    if let Err(error) = std::fs::remove_dir_all(&target) {
+        warn!(dir = %target.display(), %error, "could not remove deleted partition directory");
+    }
+}

@@ -55,7 +55,7 @@ pub async fn create_topics(
     );
     let _permit = shard
         .controller_lock
-        .acquire(1)
+        .acquire_permit(1)
         .await
         .expect("the controller lock is never closed");
     let current = shard.metadata();
@@ -161,7 +161,7 @@ pub async fn delete_topics(shard: Rc<Shard>, names: Vec<String>) -> Vec<TopicOut
     );
     let _permit = shard
         .controller_lock
-        .acquire(1)
+        .acquire_permit(1)
         .await
         .expect("the controller lock is never closed");
     let current = shard.metadata();
@@ -214,7 +214,7 @@ pub async fn create_partitions(
     );
     let _permit = shard
         .controller_lock
-        .acquire(1)
+        .acquire_permit(1)
         .await
         .expect("the controller lock is never closed");
     let current = shard.metadata();

@@ -1,0 +1,202 @@
+//! Goal: the broker's life cycle keeps data and files right: partitions spread over
+//! several log dirs, SIGTERM shuts down cleanly (exit 0, checkpoints, marker), a
+//! restart serves the same data and continues offsets, bad configuration is refused
+//! with a message naming the key. Method: the real binary, raw protocol requests.
+
+mod common;
+
+use bytes::Bytes;
+use common::{Broker, Client};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use weir_storage::batch::{SimpleRecord, encode_batch, iterate_batches};
+
+fn name(text: &str) -> TopicName {
+    TopicName(StrBytes::from_string(text.to_string()))
+}
+
+fn produce(client: &mut Client, topic: &str, partition: i32, value: &str) -> (i16, i64) {
+    let records = Bytes::from(encode_batch(
+        0,
+        &[SimpleRecord {
+            timestamp_ms: 1,
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+        }],
+    ));
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ]),
+        ]);
+    let response = client.call(9, &request);
+    let partition = &response.responses[0].partition_responses[0];
+    (partition.error_code, partition.base_offset)
+}
+
+fn fetch_values(client: &mut Client, topic: &str, partition: i32) -> Vec<(i64, usize)> {
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ]);
+    let response = client.call(11, &request);
+    let data = response.responses[0].partitions[0]
+        .records
+        .clone()
+        .unwrap_or_default();
+    iterate_batches(&data)
+        .map(|(_, header)| (header.base_offset(), header.records_count() as usize))
+        .collect()
+}
+
+#[test]
+fn partitions_spread_over_log_dirs_and_survive_a_clean_restart() {
+    let dirs = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dirs.path().join("a"), dirs.path().join("b"));
+    let log_dirs = format!("log.dirs={},{}", dir_a.display(), dir_b.display());
+    let mut broker = Broker::start(&[&log_dirs]);
+    let mut client = broker.connect();
+    let response: CreateTopicsResponse = client.call(
+        5,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(name("spread"))
+                    .with_num_partitions(6)
+                    .with_replication_factor(1),
+            ])
+            .with_timeout_ms(5000),
+    );
+    assert_eq!(response.topics[0].error_code, 0);
+    for partition in 0..6 {
+        for round in 0..3 {
+            assert_eq!(
+                produce(
+                    &mut client,
+                    "spread",
+                    partition,
+                    &format!("p{partition}-{round}")
+                ),
+                (0, round)
+            );
+        }
+    }
+    let in_dir = |dir: &std::path::Path| {
+        (0..6)
+            .filter(|partition| dir.join(format!("spread-{partition}")).is_dir())
+            .count()
+    };
+    assert_eq!(
+        (in_dir(&dir_a), in_dir(&dir_b)),
+        (3, 3),
+        "six partitions split evenly over two log dirs"
+    );
+    drop(client);
+
+    broker.stop();
+    for dir in [&dir_a, &dir_b] {
+        assert!(
+            dir.join(".kafka_cleanshutdown").exists(),
+            "clean-shutdown marker in {}",
+            dir.display()
+        );
+        assert!(dir.join("meta.properties").exists());
+        let checkpoint =
+            std::fs::read_to_string(dir.join("recovery-point-offset-checkpoint")).unwrap();
+        let lines: Vec<&str> = checkpoint.lines().collect();
+        assert_eq!(lines[..2], ["0", "3"], "{checkpoint}");
+        assert!(
+            lines[2..]
+                .iter()
+                .all(|line| line.starts_with("spread ") && line.ends_with(" 3")),
+            "{checkpoint}"
+        );
+    }
+
+    broker.restart();
+    assert!(
+        !dir_a.join(".kafka_cleanshutdown").exists(),
+        "the marker is consumed by the next start"
+    );
+    let mut client = broker.connect();
+    for partition in 0..6 {
+        assert_eq!(
+            fetch_values(&mut client, "spread", partition),
+            vec![(0, 1), (1, 1), (2, 1)]
+        );
+        assert_eq!(
+            produce(&mut client, "spread", partition, "after restart"),
+            (0, 3),
+            "offsets continue after restart"
+        );
+    }
+}
+
+#[test]
+fn produce_to_missing_topic_without_auto_create_is_unknown_topic() {
+    let broker = Broker::start(&["auto.create.topics.enable=false"]);
+    let mut client = broker.connect();
+    assert_eq!(
+        produce(&mut client, "missing", 0, "x").0,
+        3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    let metadata: MetadataResponse = client.call(
+        9,
+        &MetadataRequest::default()
+            .with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(name("missing"))),
+            ]))
+            .with_allow_auto_topic_creation(true),
+    );
+    assert_eq!(
+        metadata.topics[0].error_code, 3,
+        "auto-create off wins over the client's flag"
+    );
+}
+
+#[test]
+fn bad_configuration_is_refused_with_the_key_named() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "broker",
+            "--override",
+            "default.replication.factor=3",
+            "--override",
+            "log.dirs=/nonexistent-weir-test",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("default.replication.factor"), "{stderr}");
+
+    let broker = Broker::start(&["zookeeper.connect=localhost:2181", "no.such.key=1"]);
+    let stderr = broker.stderr();
+    assert!(
+        stderr.contains("zookeeper.connect is not needed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("'no.such.key'"), "{stderr}");
+}

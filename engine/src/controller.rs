@@ -80,7 +80,7 @@ pub async fn create_topics(
             } else {
                 request.partitions
             };
-            if partitions < 1 || partitions > PARTITIONS_PER_TOPIC_MAX {
+            if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
                 return Err(failure(
                     ResponseError::InvalidPartitions,
                     format!(

@@ -261,14 +261,14 @@ pub fn ensure_meta_properties(log_dirs: &[PathBuf], node_id: i32) -> Result<Stri
                     existing.node_id
                 ));
             }
-            if let Some(known) = &cluster_id {
-                if *known != existing.cluster_id {
-                    return Err(format!(
-                        "log dirs disagree on cluster.id ({known} vs {} in {})",
-                        existing.cluster_id,
-                        dir.display()
-                    ));
-                }
+            if let Some(known) = &cluster_id
+                && *known != existing.cluster_id
+            {
+                return Err(format!(
+                    "log dirs disagree on cluster.id ({known} vs {} in {})",
+                    existing.cluster_id,
+                    dir.display()
+                ));
             }
             cluster_id = Some(existing.cluster_id.clone());
         }

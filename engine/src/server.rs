@@ -88,11 +88,11 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
         .collect();
     let mut receivers: Vec<Vec<SharedReceiver<ShardTask>>> =
         (0..shard_count).map(|_| Vec::new()).collect();
-    for from in 0..shard_count {
-        for to in 0..shard_count {
+    for (from, row) in senders.iter_mut().enumerate() {
+        for (to, slot) in row.iter_mut().enumerate() {
             if from != to {
                 let (sender, receiver) = shared_channel::new_bounded(CROSS_SHARD_CHANNEL_CAPACITY);
-                senders[from][to] = Some(sender);
+                *slot = Some(sender);
                 receivers[to].push(receiver);
             }
         }
@@ -300,10 +300,10 @@ async fn flush_loop(shard: Rc<Shard>, interval_ms: u64) {
     while !shard.is_shutting_down() {
         glommio::timer::sleep(Duration::from_millis(interval_ms)).await;
         for partition in shard.local_partitions() {
-            if partition.recovery_point() < partition.log_end_offset() {
-                if let Err(error) = partition.flush().await {
-                    warn!(shard = shard.id, topic = %partition.topic, partition = partition.index, %error, "periodic flush failed");
-                }
+            if partition.recovery_point() < partition.log_end_offset()
+                && let Err(error) = partition.flush().await
+            {
+                warn!(shard = shard.id, topic = %partition.topic, partition = partition.index, %error, "periodic flush failed");
             }
         }
     }

@@ -49,15 +49,7 @@ pub async fn create_topics(
     topics: Vec<NewTopic>,
     validate_only: bool,
 ) -> Vec<TopicOutcome> {
-    assert_eq!(
-        shard.id, CONTROLLER_SHARD,
-        "only the controller shard changes metadata"
-    );
-    let _permit = shard
-        .controller_lock
-        .acquire_permit(1)
-        .await
-        .expect("the controller lock is never closed");
+    let _permit = lock(&shard).await;
     let current = shard.metadata();
     let config = shard.config.clone();
     let mut outcomes = Vec::with_capacity(topics.len());
@@ -130,40 +122,25 @@ pub async fn create_topics(
         }
         outcomes.push(outcome);
     }
-    if validate_only || created.is_empty() {
-        return outcomes;
-    }
-    let next = current.with_change(|topics| {
-        for topic in &created {
-            topics.insert(topic.name.clone(), topic.clone());
-        }
+    let next = (!validate_only && !created.is_empty()).then(|| {
+        current.with_change(|topics| {
+            for topic in &created {
+                topics.insert(topic.name.clone(), topic.clone());
+            }
+        })
     });
-    if let Err(message) = publish(&shard, next).await {
-        return outcomes
-            .into_iter()
-            .map(|outcome| {
-                outcome
-                    .and_then(|_| Err(failure(ResponseError::KafkaStorageError, message.clone())))
-            })
-            .collect();
-    }
-    for topic in &created {
-        info!(topic = %topic.name, partitions = topic.partitions, "created topic");
+    let outcomes = commit(&shard, outcomes, next).await;
+    if !validate_only {
+        for topic in outcomes.iter().flatten() {
+            info!(topic = %topic.name, partitions = topic.partitions, "created topic");
+        }
     }
     outcomes
 }
 
 /// Deletes topics by name (on the controller shard).
 pub async fn delete_topics(shard: Rc<Shard>, names: Vec<String>) -> Vec<TopicOutcome> {
-    assert_eq!(
-        shard.id, CONTROLLER_SHARD,
-        "only the controller shard changes metadata"
-    );
-    let _permit = shard
-        .controller_lock
-        .acquire_permit(1)
-        .await
-        .expect("the controller lock is never closed");
+    let _permit = lock(&shard).await;
     let current = shard.metadata();
     let outcomes: Vec<TopicOutcome> = names
         .iter()
@@ -179,25 +156,16 @@ pub async fn delete_topics(shard: Rc<Shard>, names: Vec<String>) -> Vec<TopicOut
         .iter()
         .filter_map(|outcome| outcome.as_ref().ok().map(|topic| topic.name.clone()))
         .collect();
-    if doomed.is_empty() {
-        return outcomes;
-    }
-    let next = current.with_change(|topics| {
-        for name in &doomed {
-            topics.remove(name);
-        }
+    let next = (!doomed.is_empty()).then(|| {
+        current.with_change(|topics| {
+            for name in &doomed {
+                topics.remove(name);
+            }
+        })
     });
-    if let Err(message) = publish(&shard, next).await {
-        return outcomes
-            .into_iter()
-            .map(|outcome| {
-                outcome
-                    .and_then(|_| Err(failure(ResponseError::KafkaStorageError, message.clone())))
-            })
-            .collect();
-    }
-    for name in &doomed {
-        info!(topic = %name, "deleted topic");
+    let outcomes = commit(&shard, outcomes, next).await;
+    for topic in outcomes.iter().flatten() {
+        info!(topic = %topic.name, "deleted topic");
     }
     outcomes
 }
@@ -208,15 +176,7 @@ pub async fn create_partitions(
     requests: Vec<(String, i32, bool)>,
     validate_only: bool,
 ) -> Vec<TopicOutcome> {
-    assert_eq!(
-        shard.id, CONTROLLER_SHARD,
-        "only the controller shard changes metadata"
-    );
-    let _permit = shard
-        .controller_lock
-        .acquire_permit(1)
-        .await
-        .expect("the controller lock is never closed");
+    let _permit = lock(&shard).await;
     let current = shard.metadata();
     let dir_count = shard.config.log_dirs.len();
     let mut extra_dirs = Vec::new();
@@ -262,24 +222,47 @@ pub async fn create_partitions(
             Ok(grown)
         })
         .collect();
-    if validate_only || changed.is_empty() {
-        return outcomes;
-    }
-    let next = current.with_change(|topics| {
-        for topic in &changed {
-            topics.insert(topic.name.clone(), topic.clone());
-        }
+    let next = (!validate_only && !changed.is_empty()).then(|| {
+        current.with_change(|topics| {
+            for topic in &changed {
+                topics.insert(topic.name.clone(), topic.clone());
+            }
+        })
     });
-    if let Err(message) = publish(&shard, next).await {
-        return outcomes
+    commit(&shard, outcomes, next).await
+}
+
+/// Takes the controller lock: metadata changes run one at a time, on shard 0 only.
+async fn lock(shard: &Shard) -> glommio::sync::Permit<'_> {
+    assert_eq!(
+        shard.id, CONTROLLER_SHARD,
+        "only the controller shard changes metadata"
+    );
+    shard
+        .controller_lock
+        .acquire_permit(1)
+        .await
+        .expect("the controller lock is never closed")
+}
+
+/// Publishes `next` when there is a change to make; if that fails, every outcome that
+/// was going to succeed becomes KAFKA_STORAGE_ERROR with the reason.
+async fn commit(
+    shard: &Rc<Shard>,
+    outcomes: Vec<TopicOutcome>,
+    next: Option<ClusterMetadata>,
+) -> Vec<TopicOutcome> {
+    let Some(next) = next else { return outcomes };
+    match publish(shard, next).await {
+        Ok(()) => outcomes,
+        Err(message) => outcomes
             .into_iter()
             .map(|outcome| {
                 outcome
                     .and_then(|_| Err(failure(ResponseError::KafkaStorageError, message.clone())))
             })
-            .collect();
+            .collect(),
     }
-    outcomes
 }
 
 /// Persists a snapshot, then installs it on every shard.

@@ -21,10 +21,19 @@ use super::configs::topic_config_entries;
 use crate::controller::{self, CONTROLLER_SHARD, NewTopic, TopicOutcome};
 use crate::shard::Shard;
 
-fn gone_outcomes(count: usize, message: String) -> Vec<TopicOutcome> {
-    (0..count)
-        .map(|_| Err((ResponseError::NotController.code(), message.clone())))
-        .collect()
+/// Runs a metadata change on the controller shard; if that shard is gone (shutdown),
+/// each of the `count` topics gets NOT_CONTROLLER.
+async fn on_controller<F, Fut>(shard: &Rc<Shard>, count: usize, change: F) -> Vec<TopicOutcome>
+where
+    F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Vec<TopicOutcome>> + 'static,
+{
+    match shard.invoke_on(CONTROLLER_SHARD, change).await {
+        Ok(outcomes) => outcomes,
+        Err(gone) => (0..count)
+            .map(|_| Err((ResponseError::NotController.code(), gone.to_string())))
+            .collect(),
+    }
 }
 
 pub async fn create_topics(
@@ -52,14 +61,11 @@ pub async fn create_topics(
             has_assignments: !topic.assignments.is_empty(),
         })
         .collect();
-    let count = requests.len();
     let validate_only = request.validate_only;
-    let outcomes = shard
-        .invoke_on(CONTROLLER_SHARD, move |controller_shard| {
-            controller::create_topics(controller_shard, requests, validate_only)
-        })
-        .await
-        .unwrap_or_else(|gone| gone_outcomes(count, gone.to_string()));
+    let outcomes = on_controller(shard, requests.len(), move |controller_shard| {
+        controller::create_topics(controller_shard, requests, validate_only)
+    })
+    .await;
     let results = request
         .topics
         .into_iter()
@@ -148,14 +154,11 @@ pub async fn delete_topics(
         .iter()
         .filter_map(|name| name.as_ref().ok().cloned())
         .collect();
-    let count = names.len();
-    let mut outcomes = shard
-        .invoke_on(CONTROLLER_SHARD, move |controller_shard| {
-            controller::delete_topics(controller_shard, names)
-        })
-        .await
-        .unwrap_or_else(|gone| gone_outcomes(count, gone.to_string()))
-        .into_iter();
+    let mut outcomes = on_controller(shard, names.len(), move |controller_shard| {
+        controller::delete_topics(controller_shard, names)
+    })
+    .await
+    .into_iter();
     let responses = targets
         .into_iter()
         .zip(resolved)
@@ -203,14 +206,11 @@ pub async fn create_partitions(
             )
         })
         .collect();
-    let count = requests.len();
     let validate_only = request.validate_only;
-    let outcomes = shard
-        .invoke_on(CONTROLLER_SHARD, move |controller_shard| {
-            controller::create_partitions(controller_shard, requests, validate_only)
-        })
-        .await
-        .unwrap_or_else(|gone| gone_outcomes(count, gone.to_string()));
+    let outcomes = on_controller(shard, requests.len(), move |controller_shard| {
+        controller::create_partitions(controller_shard, requests, validate_only)
+    })
+    .await;
     let results = request
         .topics
         .into_iter()

@@ -88,6 +88,7 @@ fn every_advertised_api_version_answers_correctly() {
         ApiKey::DescribeConfigs,
         ApiKey::CreatePartitions,
         ApiKey::DescribeCluster,
+        ApiKey::FindCoordinator,
     ];
     assert_eq!(apis.len(), expected_keys.len(), "{apis:?}");
     let range = |key: ApiKey| {
@@ -183,24 +184,45 @@ fn every_advertised_api_version_answers_correctly() {
         );
     }
 
-    for version in range(ApiKey::Fetch) {
+    let main_id = client
+        .call(
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(name("main"))),
+            ])),
+        )
+        .topics[0]
+        .topic_id;
+    assert!(!main_id.is_nil());
+    // Fetch v0–3 are advertised for librdkafka's feature detection and refused (see
+    // the Python bad-input tests); v4+ are served, v13+ by topic id.
+    for version in 4..=*range(ApiKey::Fetch).end() {
+        let topic = if version >= 13 {
+            FetchTopic::default().with_topic_id(main_id)
+        } else {
+            FetchTopic::default().with_topic(name("main"))
+        };
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(0)
             .with_min_bytes(0)
             .with_max_bytes(1 << 20)
             .with_session_epoch(-1)
-            .with_topics(vec![
-                FetchTopic::default()
-                    .with_topic(name("main"))
-                    .with_partitions(vec![
-                        FetchPartition::default()
-                            .with_partition(1)
-                            .with_fetch_offset(2)
-                            .with_partition_max_bytes(1 << 20),
-                    ]),
-            ]);
+            .with_topics(vec![topic.with_partitions(vec![
+                FetchPartition::default()
+                    .with_partition(1)
+                    .with_fetch_offset(2)
+                    .with_partition_max_bytes(1 << 20),
+            ])]);
         let response = client.call(version, &request);
+        if version >= 13 {
+            assert_eq!(
+                response.responses[0].topic_id, main_id,
+                "Fetch v{version} answers by topic id"
+            );
+        } else {
+            assert_eq!(response.responses[0].topic.0.as_str(), "main");
+        }
         let partition = &response.responses[0].partitions[0];
         assert_eq!(partition.error_code, 0, "Fetch v{version}");
         assert_eq!(partition.high_watermark, produced);
@@ -299,6 +321,60 @@ fn every_advertised_api_version_answers_correctly() {
         assert_eq!(response.error_code, 0);
         assert_eq!(response.brokers.len(), 1);
         assert!(!response.cluster_id.is_empty());
+    }
+
+    for version in range(ApiKey::FindCoordinator) {
+        let group = StrBytes::from_static_str("orders-service");
+        let request = if version >= 4 {
+            FindCoordinatorRequest::default()
+                .with_coordinator_keys(vec![group.clone(), StrBytes::from_static_str("other")])
+        } else {
+            FindCoordinatorRequest::default().with_key(group.clone())
+        };
+        let response = client.call(version, &request);
+        let answers: Vec<(i16, i32, i32)> = if version >= 4 {
+            response
+                .coordinators
+                .iter()
+                .map(|coordinator| {
+                    (
+                        coordinator.error_code,
+                        coordinator.node_id.0,
+                        coordinator.port,
+                    )
+                })
+                .collect()
+        } else {
+            vec![(response.error_code, response.node_id.0, response.port)]
+        };
+        assert!(!answers.is_empty());
+        assert!(
+            answers
+                .iter()
+                .all(|answer| *answer == (0, 0, broker.port as i32)),
+            "FindCoordinator v{version}: {answers:?}"
+        );
+        if version >= 1 {
+            let transaction = if version >= 4 {
+                FindCoordinatorRequest::default()
+                    .with_key_type(1)
+                    .with_coordinator_keys(vec![group.clone()])
+            } else {
+                FindCoordinatorRequest::default()
+                    .with_key_type(1)
+                    .with_key(group.clone())
+            };
+            let response = client.call(version, &transaction);
+            let code = if version >= 4 {
+                response.coordinators[0].error_code
+            } else {
+                response.error_code
+            };
+            assert_eq!(
+                code, 42,
+                "transaction keys get INVALID_REQUEST until transactions exist (v{version})"
+            );
+        }
     }
 
     for version in range(ApiKey::DeleteTopics) {

@@ -1,6 +1,7 @@
 //! Kafka record batches (magic v2): a zero-copy header view, produce-time validation,
-//! in-place stamping (offsets, leader epoch, LogAppendTime) and an encoder for
-//! uncompressed batches. No I/O here.
+//! in-place stamping (offsets, leader epoch, LogAppendTime), bounded decompression of
+//! the records section (`compression`), the record holding a batch's maxTimestamp
+//! (`max_timestamp`) and an encoder (`encode`). No I/O here.
 //!
 //! Layout (big-endian), 61-byte header then records:
 //!
@@ -272,7 +273,7 @@ pub fn validate_batches(
             })
             .map_err(|reason| StorageError::corrupt(position as u64, reason))?;
             debug_assert_eq!(walked, records_count as usize);
-        } else if header.compression_codec() > 4 {
+        } else if Compression::from_codec(header.compression_codec()).is_none() {
             return Err(StorageError::corrupt(
                 position as u64,
                 format!("unknown compression codec {}", header.compression_codec()),
@@ -307,16 +308,26 @@ pub struct RecordView<'a> {
 /// count different from recordsCount, or on bytes left over after the last record.
 pub fn walk_records<'a>(
     batch: &'a [u8],
-    mut visit: impl FnMut(RecordView<'a>) -> Result<(), String>,
+    visit: impl FnMut(RecordView<'a>) -> Result<(), String>,
 ) -> Result<usize, String> {
     let header = BatchHeader::new(batch).ok_or("batch shorter than its header")?;
-    let records_count = header.records_count();
+    walk_record_section(&batch[HEADER_BYTES..], header.records_count(), visit)
+}
+
+/// Walks `records_count` records laid out back to back in `records` (the bytes after
+/// a batch header, decompressed if the batch was compressed), with the checks of
+/// `walk_records`. Positions in the reasons count from the start of `records`.
+pub fn walk_record_section<'a>(
+    records: &'a [u8],
+    records_count: i32,
+    mut visit: impl FnMut(RecordView<'a>) -> Result<(), String>,
+) -> Result<usize, String> {
     if records_count < 0 {
         return Err(format!("recordsCount is {records_count}"));
     }
     let mut cursor = Cursor {
-        bytes: batch,
-        at: HEADER_BYTES,
+        bytes: records,
+        at: 0,
     };
     for index in 0..records_count {
         let length = cursor.varint()?;
@@ -326,10 +337,12 @@ pub fn walk_records<'a>(
         let end = cursor
             .at
             .checked_add(length as usize)
-            .filter(|end| *end <= batch.len())
-            .ok_or_else(|| format!("record {index} of {length} bytes runs past the batch end"))?;
+            .filter(|end| *end <= records.len())
+            .ok_or_else(|| {
+                format!("record {index} of {length} bytes runs past the end of the records")
+            })?;
         let mut record = Cursor {
-            bytes: &batch[..end],
+            bytes: &records[..end],
             at: cursor.at,
         };
         let _attributes = record.take(1)?;
@@ -363,10 +376,10 @@ pub fn walk_records<'a>(
         })?;
         cursor.at = end;
     }
-    if cursor.at != batch.len() {
+    if cursor.at != records.len() {
         return Err(format!(
             "{} bytes follow the last of {records_count} records",
-            batch.len() - cursor.at
+            records.len() - cursor.at
         ));
     }
     Ok(records_count as usize)
@@ -476,8 +489,12 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+mod compression;
 mod encode;
-pub use encode::{SimpleRecord, encode_batch};
+mod max_timestamp;
+pub use compression::{Compression, DECOMPRESSED_RECORDS_BYTES_MAX, decompress_records};
+pub use encode::{SimpleRecord, encode_batch, encode_compressed_batch};
+pub use max_timestamp::offset_of_max_timestamp;
 
 #[cfg(test)]
 mod tests {

@@ -481,20 +481,74 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// ListOffsets MAX_TIMESTAMP: the largest batch maxTimestamp and that batch's last
-    /// offset (the first such batch on ties); None when the log is empty.
+    /// ListOffsets MAX_TIMESTAMP: the largest timestamp in the log and, as Kafka does
+    /// since KAFKA-16310, the offset of the first record carrying it (in the first batch
+    /// whose maxTimestamp it is); None when the log is empty. Decompresses that one
+    /// batch if it is compressed.
     pub async fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
-        let mut best: Option<(i64, i64)> = None;
+        let mut best: Option<&Segment> = None;
         for segment in &self.segments {
             let state = &segment.state;
             if state.size_bytes == 0 || state.next_offset <= self.log_start_offset {
                 continue;
             }
-            if best.is_none_or(|(_, timestamp)| state.max_timestamp > timestamp) {
-                best = Some((state.offset_of_max_timestamp, state.max_timestamp));
+            if best.is_none_or(|best| state.max_timestamp > best.state.max_timestamp) {
+                best = Some(segment);
             }
         }
-        Ok(best)
+        let Some(segment) = best else {
+            return Ok(None);
+        };
+        let (max_timestamp, batch_last_offset) = (
+            segment.state.max_timestamp,
+            segment.state.offset_of_max_timestamp,
+        );
+        // The segment remembers the last offset of the first batch holding its maximum;
+        // the offset index leads to a position at or before that batch.
+        let (_, index_position) = segment.state.offset_index.lookup(batch_last_offset);
+        let holds_max = |header: &BatchHeader<'_>| header.max_timestamp() == max_timestamp;
+        let mut found = segment
+            .scan_headers(u64::from(index_position), holds_max)
+            .await?;
+        if found.is_none() && index_position != 0 {
+            // An index adopted from another broker may point past the batch.
+            found = segment.scan_headers(0, holds_max).await?;
+        }
+        let Some((position, _)) = found else {
+            tracing::warn!(
+                path = %segment.paths.log.display(),
+                offset = batch_last_offset,
+                max_timestamp,
+                "no batch holds the segment's max timestamp; answering with the indexed offset"
+            );
+            return Ok(Some((batch_last_offset, max_timestamp)));
+        };
+        let in_segment = |error: StorageError| match error {
+            StorageError::CorruptBatch { reason, position } => StorageError::CorruptBatch {
+                reason: format!("{}: {reason}", segment.paths.log.display()),
+                position,
+            },
+            other => other,
+        };
+        let header_bytes = segment.read_log(position, HEADER_BYTES).await?;
+        let header = BatchHeader::new(&header_bytes).expect("read a whole header");
+        if header.size_bytes() > segment.state.size_bytes - position {
+            return Err(in_segment(StorageError::corrupt(
+                position,
+                format!(
+                    "batchLength {} runs past the segment end",
+                    header.batch_length()
+                ),
+            )));
+        }
+        let bytes = segment
+            .read_log(position, header.size_bytes() as usize)
+            .await?;
+        let offset = batch::offset_of_max_timestamp(&bytes, position)
+            .map_err(in_segment)?
+            // No record carries the producer-written maxTimestamp: the batch answers.
+            .unwrap_or(header.last_offset());
+        Ok(Some((offset, max_timestamp)))
     }
 
     /// fdatasyncs every segment written since the last flush (and the directory after a

@@ -8,7 +8,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::*;
-use crate::batch::{SimpleRecord, encode_batch};
+use crate::batch::{Compression, SimpleRecord, encode_batch, encode_compressed_batch};
 use crate::segment_file_name;
 
 /// Runs `future` on a fresh glommio executor. io_memory stays small: the machine's
@@ -680,11 +680,8 @@ fn compressed_batches_answer_timestamp_lookups_with_base_offset_and_max_timestam
     run(async {
         let (mut log, _) = open(dir.path(), LogConfig::default(), false).await;
         log.append(batch(2, 100), 0, 0).await.expect("append");
-        // Pretend the records are gzip-compressed: attributes codec 1, CRC recomputed.
-        let mut compressed = batch(3, 200).to_vec();
-        compressed[batch::OFFSET_ATTRIBUTES + 1] |= 1;
-        let crc = crc32c::crc32c(&compressed[batch::OFFSET_ATTRIBUTES..]);
-        compressed[batch::OFFSET_CRC..batch::OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        let compressed =
+            batch::encode_compressed_batch(0, &records(3, 200, 100), batch::Compression::Gzip);
         log.append(Bytes::from(compressed), 0, 0)
             .await
             .expect("append");
@@ -697,6 +694,106 @@ fn compressed_batches_answer_timestamp_lookups_with_base_offset_and_max_timestam
             Some((2, 202))
         );
         assert_eq!(log.max_timestamp().await.expect("max"), Some((4, 202)));
+        log.close().await.expect("close");
+    });
+}
+
+fn timestamped(timestamps: &[i64]) -> Vec<SimpleRecord> {
+    timestamps
+        .iter()
+        .map(|&timestamp_ms| SimpleRecord {
+            timestamp_ms,
+            key: None,
+            value: Some(vec![b'v'; 100]),
+        })
+        .collect()
+}
+
+#[test]
+fn max_timestamp_answers_with_the_newest_record_not_the_batch_end() {
+    const T0: i64 = 1_700_000_000_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let (mut log, _) = open(dir.path(), LogConfig::default(), false).await;
+        let mut timestamps: Vec<i64> = (0..10).map(|index| T0 + 1000 * index).collect();
+        timestamps.push(T0 + 500);
+        let info = log
+            .append(
+                Bytes::from(encode_batch(0, &timestamped(&timestamps))),
+                0,
+                0,
+            )
+            .await
+            .expect("append");
+        assert_eq!((info.base_offset, info.last_offset), (0, 10));
+        assert_eq!(
+            log.max_timestamp().await.expect("max"),
+            Some((9, T0 + 9000))
+        );
+        // Recovery rebuilds the segment's maximum from the file: same answer.
+        log.close().await.expect("close");
+        let (log, _) = open(dir.path(), LogConfig::default(), false).await;
+        assert_eq!(
+            log.max_timestamp().await.expect("max"),
+            Some((9, T0 + 9000))
+        );
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn max_timestamp_in_an_earlier_batch_and_segment_wins_over_a_later_tie() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let (mut log, _) = open(dir.path(), small_config(), false).await;
+        // Offsets 0–3, then 4–6 (the max, 900, at offset 5), then three batches with
+        // smaller timestamps and finally a tie at offsets 13–14 (900 at offset 14).
+        let appends: [&[i64]; 6] = [
+            &[100, 200, 300, 400],
+            &[500, 900, 600],
+            &[700, 710],
+            &[720, 730],
+            &[740, 750],
+            &[800, 900],
+        ];
+        for (index, timestamps) in appends.iter().enumerate() {
+            let compression = [Compression::None, Compression::Lz4][index % 2];
+            let bytes = encode_compressed_batch(0, &timestamped(timestamps), compression);
+            log.append(Bytes::from(bytes), 0, 0).await.expect("append");
+        }
+        // The tie lands in a later segment than the maximum.
+        let bases = log.segment_base_offsets();
+        assert!(
+            bases.iter().any(|&base| base > 6 && base <= 13),
+            "{bases:?}"
+        );
+        assert_eq!(log.log_end_offset(), 15);
+        assert_eq!(log.max_timestamp().await.expect("max"), Some((5, 900)));
+        log.close().await.expect("close");
+        let (log, _) = open(dir.path(), small_config(), true).await;
+        assert_eq!(log.max_timestamp().await.expect("max"), Some((5, 900)));
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn max_timestamp_of_log_append_time_batches_is_the_first_batch_base_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let config = LogConfig {
+            log_append_time: true,
+            ..LogConfig::default()
+        };
+        let (mut log, _) = open(dir.path(), config, false).await;
+        log.append(batch(3, 100), 5000, 0).await.expect("append");
+        let compressed = encode_compressed_batch(0, &records(4, 200, 10), Compression::Zstd);
+        log.append(Bytes::from(compressed), 7000, 0)
+            .await
+            .expect("append");
+        // Same broker time again: the earlier batch at offset 3 keeps the answer.
+        log.append(batch(2, 300), 7000, 0).await.expect("append");
+        assert_eq!(log.log_end_offset(), 9);
+        assert_eq!(log.max_timestamp().await.expect("max"), Some((3, 7000)));
         log.close().await.expect("close");
     });
 }

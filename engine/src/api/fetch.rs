@@ -39,7 +39,8 @@ struct Wanted {
     partition: i32,
     offset: i64,
     partition_max_bytes: usize,
-    known: bool,
+    /// Set when the topic or partition does not exist: the error to answer with.
+    missing: Option<i16>,
 }
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, request: FetchRequest) -> FetchResponse {
@@ -54,11 +55,19 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: FetchRequest) -> F
     let metadata = shard.metadata();
     let mut wanted = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
-        let name = topic.topic.0.to_string();
-        let count = metadata
-            .topic(&name)
-            .map(|topic| topic.partitions)
-            .unwrap_or(0);
+        // v13+ name topics by id only.
+        let found = if version >= 13 {
+            metadata.topic_by_id(&topic.topic_id)
+        } else {
+            metadata.topic(&topic.topic.0)
+        };
+        let name = found.map_or_else(|| topic.topic.0.to_string(), |found| found.name.clone());
+        let count = found.map_or(0, |found| found.partitions);
+        let missing_code = if version >= 13 && found.is_none() {
+            ResponseError::UnknownTopicId.code()
+        } else {
+            ResponseError::UnknownTopicOrPartition.code()
+        };
         for partition in &topic.partitions {
             wanted.push(Wanted {
                 topic_index,
@@ -66,7 +75,8 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: FetchRequest) -> F
                 partition: partition.partition,
                 offset: partition.fetch_offset,
                 partition_max_bytes: partition.partition_max_bytes.max(0) as usize,
-                known: partition.partition >= 0 && partition.partition < count,
+                missing: (partition.partition < 0 || partition.partition >= count)
+                    .then_some(missing_code),
             });
         }
     }
@@ -92,9 +102,12 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: FetchRequest) -> F
         .topics
         .iter()
         .map(|topic| {
-            FetchableTopicResponse::default()
-                .with_topic(topic.topic.clone())
-                .with_topic_id(topic.topic_id)
+            // A response names topics the way the request did: by name up to v12, by id after.
+            if version >= 13 {
+                FetchableTopicResponse::default().with_topic_id(topic.topic_id)
+            } else {
+                FetchableTopicResponse::default().with_topic(topic.topic.clone())
+            }
         })
         .collect();
     for (want, read) in wanted.iter().zip(reads) {
@@ -124,12 +137,12 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: FetchRequest) -> F
 async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionRead> {
     let reads = wanted.iter().map(|want| {
         let topic = want.topic.clone();
-        let (partition, offset, known) = (want.partition, want.offset, want.known);
+        let (partition, offset, missing) = (want.partition, want.offset, want.missing);
         let limit = want.partition_max_bytes.min(max_bytes);
         async move {
-            if !known {
+            if let Some(error_code) = missing {
                 return PartitionRead {
-                    error_code: ResponseError::UnknownTopicOrPartition.code(),
+                    error_code,
                     high_watermark: -1,
                     log_start_offset: -1,
                     ..PartitionRead::default()
@@ -207,7 +220,7 @@ async fn read_local(
 async fn wait_for_any(shard: &Rc<Shard>, wanted: &[Wanted], wait: Duration) {
     let waits: Vec<LocalBoxFuture<'_, ()>> = wanted
         .iter()
-        .filter(|want| want.known)
+        .filter(|want| want.missing.is_none())
         .map(|want| {
             let topic = want.topic.clone();
             let (partition, offset) = (want.partition, want.offset);

@@ -8,6 +8,8 @@ mod admin;
 mod api_versions;
 mod configs;
 mod fetch;
+mod find_coordinator;
+mod legacy;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -26,7 +28,11 @@ use crate::shard::Shard;
 #[derive(Debug, Clone, Copy)]
 pub struct ApiSupport {
     pub key: ApiKey,
+    /// Lowest advertised version.
     pub min_version: i16,
+    /// Lowest version actually served; `min_version..accepted_min_version` are
+    /// advertised for old clients' feature detection and refused (see `legacy`).
+    pub accepted_min_version: i16,
     pub max_version: i16,
 }
 
@@ -34,18 +40,32 @@ const fn api(key: ApiKey, min_version: i16, max_version: i16) -> ApiSupport {
     ApiSupport {
         key,
         min_version,
+        accepted_min_version: min_version,
         max_version,
     }
 }
 
-/// Produce v0–2 are advertised but refused (librdkafka needs them listed, Kafka 4.0
-/// does the same: KAFKA-18659); v3+ carry the v2 record batches weir stores.
-pub const PRODUCE_VERSION_ACCEPTED_MIN: i16 = 3;
+const fn api_with_legacy(
+    key: ApiKey,
+    min_version: i16,
+    accepted_min_version: i16,
+    max_version: i16,
+) -> ApiSupport {
+    ApiSupport {
+        key,
+        min_version,
+        accepted_min_version,
+        max_version,
+    }
+}
 
-/// Every API weir answers, with the versions it handles.
+/// Every API weir answers, with the versions it handles. Produce v0–2 and Fetch v0–3
+/// are advertised but refused: librdkafka needs them listed (to produce at all, and
+/// to use lz4), Kafka 4.0 does the same (KAFKA-18659); they carry message formats
+/// v0/v1 that weir does not store.
 pub const SUPPORTED_APIS: &[ApiSupport] = &[
-    api(ApiKey::Produce, 0, 11),
-    api(ApiKey::Fetch, 4, 12),
+    api_with_legacy(ApiKey::Produce, 0, 3, 11),
+    api_with_legacy(ApiKey::Fetch, 0, 4, 17),
     api(ApiKey::ListOffsets, 1, 8),
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::ApiVersions, 0, 4),
@@ -54,6 +74,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::FindCoordinator, 0, 6),
 ];
 
 pub fn supported(key: ApiKey) -> Option<&'static ApiSupport> {
@@ -86,10 +107,12 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<Option<Bytes>, 
             correlation_id,
         )?));
     }
-    if key == ApiKey::Produce
-        && (support.min_version..PRODUCE_VERSION_ACCEPTED_MIN).contains(&version)
-    {
-        return produce::refuse_old_version(frame, version, correlation_id);
+    if (support.min_version..support.accepted_min_version).contains(&version) {
+        return match key {
+            ApiKey::Produce => legacy::refuse_produce(frame, version, correlation_id),
+            ApiKey::Fetch => legacy::refuse_fetch(frame, version, correlation_id),
+            other => unreachable!("{other:?} has no legacy versions in SUPPORTED_APIS"),
+        };
     }
     if !(support.min_version..=support.max_version).contains(&version) {
         return Err(FrameError::Decode {
@@ -129,6 +152,11 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<Option<Bytes>, 
         ),
         ApiKey::Metadata => serve!(MetadataRequest, MetadataResponse, metadata::handle),
         ApiKey::Fetch => serve!(FetchRequest, FetchResponse, fetch::handle),
+        ApiKey::FindCoordinator => serve!(
+            FindCoordinatorRequest,
+            FindCoordinatorResponse,
+            find_coordinator::handle
+        ),
         ApiKey::ListOffsets => serve!(
             ListOffsetsRequest,
             ListOffsetsResponse,
@@ -207,13 +235,8 @@ mod tests {
     fn advertised_versions_fit_what_the_codec_can_decode() {
         for entry in SUPPORTED_APIS {
             let codec = entry.key.valid_versions();
-            let decoded_min = if entry.key == ApiKey::Produce {
-                PRODUCE_VERSION_ACCEPTED_MIN
-            } else {
-                entry.min_version
-            };
             assert!(
-                codec.min <= decoded_min && entry.max_version <= codec.max,
+                codec.min <= entry.accepted_min_version && entry.max_version <= codec.max,
                 "{:?}: {codec:?}",
                 entry.key
             );

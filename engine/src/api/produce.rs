@@ -8,12 +8,11 @@
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
-use weir_net::FrameError;
 
 use crate::errors::storage_error_code;
 use crate::shard::Shard;
@@ -131,77 +130,4 @@ async fn append_on_owner(
         .await;
     outcome
         .unwrap_or_else(|gone| Err((ResponseError::NotLeaderOrFollower.code(), gone.to_string())))
-}
-
-/// Answers Produce v0–2 (message format v0/v1 era) with UNSUPPORTED_VERSION for every
-/// partition, encoding the old response layout by hand (the codec starts at v3).
-pub fn refuse_old_version(
-    mut frame: Bytes,
-    version: i16,
-    correlation_id: i32,
-) -> Result<Option<Bytes>, FrameError> {
-    let short = |offset: usize, need: usize, have: usize| FrameError::Short { offset, need, have };
-    let total = frame.len();
-    let take = |frame: &mut Bytes, need: usize| -> Result<(), FrameError> {
-        if frame.remaining() < need {
-            Err(short(total - frame.remaining(), need, frame.remaining()))
-        } else {
-            Ok(())
-        }
-    };
-    // Request header v1: api key, version, correlation id, nullable client id.
-    take(&mut frame, 10)?;
-    frame.advance(8);
-    let client_id_length = frame.get_i16();
-    if client_id_length > 0 {
-        take(&mut frame, client_id_length as usize)?;
-        frame.advance(client_id_length as usize);
-    }
-    take(&mut frame, 10)?;
-    let acks = frame.get_i16();
-    let _timeout_ms = frame.get_i32();
-    let topic_count = frame.get_i32().max(0) as usize;
-    let mut topics: Vec<(Bytes, Vec<i32>)> = Vec::new();
-    for _ in 0..topic_count {
-        take(&mut frame, 2)?;
-        let name_length = frame.get_i16().max(0) as usize;
-        take(&mut frame, name_length + 4)?;
-        let name = frame.split_to(name_length);
-        let partition_count = frame.get_i32().max(0) as usize;
-        let mut partitions = Vec::new();
-        for _ in 0..partition_count {
-            take(&mut frame, 8)?;
-            partitions.push(frame.get_i32());
-            let records_length = frame.get_i32().max(0) as usize;
-            take(&mut frame, records_length)?;
-            frame.advance(records_length);
-        }
-        topics.push((name, partitions));
-    }
-    if acks == 0 {
-        return Ok(None);
-    }
-    let mut body = BytesMut::new();
-    body.put_i32(correlation_id);
-    body.put_i32(topics.len() as i32);
-    for (name, partitions) in &topics {
-        body.put_i16(name.len() as i16);
-        body.put_slice(name);
-        body.put_i32(partitions.len() as i32);
-        for partition in partitions {
-            body.put_i32(*partition);
-            body.put_i16(ResponseError::UnsupportedVersion.code());
-            body.put_i64(-1);
-            if version >= 2 {
-                body.put_i64(-1);
-            }
-        }
-    }
-    if version >= 1 {
-        body.put_i32(0);
-    }
-    let mut out = BytesMut::with_capacity(4 + body.len());
-    out.put_i32(body.len() as i32);
-    out.put_slice(&body);
-    Ok(Some(out.freeze()))
 }

@@ -111,6 +111,10 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "num.replica.fetchers",
 ];
 
+/// `WEIR_*` variables that tools and tests use and that are not config keys:
+/// `WEIR_LOG` (log filter), `WEIR_BIN` (binary under test), `WEIR_SKIP_RUST` (tests/run).
+const NON_CONFIG_VARIABLES: &[&str] = &["LOG", "BIN", "SKIP_RUST"];
+
 /// The broker's configuration after merging every source.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -152,7 +156,7 @@ impl BrokerConfig {
         }
         for (name, value) in environment {
             if let Some(rest) = name.strip_prefix("WEIR_") {
-                if matches!(rest, "BIN" | "LOG") {
+                if NON_CONFIG_VARIABLES.contains(&rest) {
                     continue;
                 }
                 set.insert(rest.to_ascii_lowercase().replace('_', "."), value);

@@ -1,6 +1,8 @@
-//! An encoder for uncompressed magic-2 batches, as a Kafka producer writes them. Used
-//! by tests and by tools that write records themselves (control records, dump tools).
+//! An encoder for magic-2 batches, uncompressed or compressed, as a Kafka producer
+//! writes them. Used by tests and by tools that write records themselves (control
+//! records, dump tools).
 
+use super::compression::{Compression, compress};
 use super::{
     HEADER_BYTES, LOG_OVERHEAD, MAGIC_V2, OFFSET_ATTRIBUTES, OFFSET_BATCH_LENGTH, OFFSET_CRC,
 };
@@ -79,9 +81,40 @@ pub fn encode_batch(base_offset: i64, records: &[SimpleRecord]) -> Vec<u8> {
         put_varint(&mut out, body.len() as i32);
         out.extend_from_slice(&body);
     }
-    let batch_length = (out.len() - LOG_OVERHEAD) as i32;
-    out[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
-    let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
-    out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    seal(&mut out);
     out
+}
+
+/// Like `encode_batch`, with the records section compressed by `compression` and the
+/// codec set in attributes bits 0–2.
+pub fn encode_compressed_batch(
+    base_offset: i64,
+    records: &[SimpleRecord],
+    compression: Compression,
+) -> Vec<u8> {
+    let plain = encode_batch(base_offset, records);
+    if compression == Compression::None {
+        return plain;
+    }
+    let compressed = compress(compression, &plain[HEADER_BYTES..]);
+    let mut out = Vec::with_capacity(HEADER_BYTES + compressed.len());
+    out.extend_from_slice(&plain[..HEADER_BYTES]);
+    out.extend_from_slice(&compressed);
+    let attributes = i16::from(compression.codec());
+    out[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    seal(&mut out);
+    out
+}
+
+/// Sets batchLength to cover all of `batch` and recomputes the CRC-32C.
+pub(crate) fn seal(batch: &mut [u8]) {
+    assert!(
+        batch.len() >= HEADER_BYTES,
+        "a batch holds at least its header"
+    );
+    let batch_length = i32::try_from(batch.len() - LOG_OVERHEAD).expect("a batch below 2 GiB");
+    batch[OFFSET_BATCH_LENGTH..OFFSET_BATCH_LENGTH + 4]
+        .copy_from_slice(&batch_length.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
+    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }

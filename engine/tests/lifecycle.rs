@@ -11,7 +11,7 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use weir_storage::batch::{SimpleRecord, encode_batch, iterate_batches};
 
 fn name(text: &str) -> TopicName {
@@ -199,4 +199,79 @@ fn bad_configuration_is_refused_with_the_key_named() {
         "{stderr}"
     );
     assert!(stderr.contains("'no.such.key'"), "{stderr}");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_and_acks_zero_gets_no_answer() {
+    let broker = Broker::start(&[]);
+    let mut client = broker.connect();
+    let created: CreateTopicsResponse = client.call(
+        5,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(name("pipelined"))
+                    .with_num_partitions(2)
+                    .with_replication_factor(1),
+            ])
+            .with_timeout_ms(5000),
+    );
+    assert_eq!(created.topics[0].error_code, 0);
+    // 40 requests written before reading anything: produces with acks=1 and acks=0
+    // interleaved with ApiVersions; only the acks=1 produces and ApiVersions answer.
+    let mut expected = Vec::new();
+    for index in 0..40 {
+        let records = Bytes::from(encode_batch(
+            0,
+            &[SimpleRecord {
+                timestamp_ms: 1,
+                key: None,
+                value: Some(vec![b'v'; 10]),
+            }],
+        ));
+        let produce = |acks: i16| {
+            ProduceRequest::default()
+                .with_acks(acks)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![
+                    TopicProduceData::default()
+                        .with_name(name("pipelined"))
+                        .with_partition_data(vec![
+                            PartitionProduceData::default()
+                                .with_index(index % 2)
+                                .with_records(Some(records.clone())),
+                        ]),
+                ])
+        };
+        match index % 3 {
+            0 => expected.push((
+                client.send(ApiKey::Produce, 9, &produce(1)),
+                ApiKey::Produce,
+            )),
+            1 => {
+                client.send(ApiKey::Produce, 9, &produce(0));
+            }
+            _ => expected.push((
+                client.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
+                ApiKey::ApiVersions,
+            )),
+        }
+    }
+    for (correlation_id, key) in expected {
+        let mut body = client.receive().expect("an answer");
+        let header = ResponseHeader::decode(
+            &mut body,
+            key.response_header_version(if key == ApiKey::Produce { 9 } else { 3 }),
+        )
+        .unwrap();
+        assert_eq!(
+            header.correlation_id, correlation_id,
+            "answers come in request order, none for acks=0"
+        );
+    }
+    // Every produce landed, acks=0 ones included: 40 * 2/3 produces over two partitions.
+    let total: usize = (0..2)
+        .map(|partition| fetch_values(&mut client, "pipelined", partition).len())
+        .sum();
+    assert_eq!(total, (0..40).filter(|index| index % 3 != 2).count());
 }

@@ -21,6 +21,7 @@ pub mod conn;
 pub mod controller;
 pub mod errors;
 pub mod event;
+pub mod group;
 pub mod metadata;
 pub mod partition;
 pub mod routing;

@@ -10,4 +10,5 @@
 //! the shard-side driver follow. Nothing here is advertised in ApiVersions until the
 //! APIs are handled end to end and tested with real clients.
 
+pub mod offsets;
 pub mod records;

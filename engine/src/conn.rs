@@ -42,7 +42,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                 break;
             }
         };
-        match api::dispatch(&shard, frame).await {
+        match api::dispatch(&shard, frame, peer).await {
             Ok(Some(response)) => {
                 if let Err(error) = stream.write_all(&response).await {
                     debug!(shard = shard.id, %peer, %error, "connection lost while answering");

@@ -34,7 +34,13 @@ pub struct NewTopic {
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
     pub has_assignments: bool,
+    /// Created by the broker itself (`__consumer_offsets`); clients may not create
+    /// internal topics.
+    pub internal: bool,
 }
+
+/// Topics only the broker creates.
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
 
 /// The result of one topic operation: an error code and message, or the topic.
 pub type TopicOutcome = Result<TopicMetadata, (i16, String)>;
@@ -59,6 +65,15 @@ pub async fn create_topics(
         let outcome = (|| {
             validate_topic_name(&request.name)
                 .map_err(|message| failure(ResponseError::InvalidTopicException, message))?;
+            if INTERNAL_TOPICS.contains(&request.name.as_str()) && !request.internal {
+                return Err(failure(
+                    ResponseError::InvalidRequest,
+                    format!(
+                        "Topic '{}' is internal: the broker creates it when it is first needed.",
+                        request.name
+                    ),
+                ));
+            }
             if current.topic(&request.name).is_some()
                 || created.iter().any(|topic| topic.name == request.name)
             {

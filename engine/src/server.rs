@@ -230,6 +230,7 @@ async fn shard_main(
     if let Some(interval_ms) = config.flush_interval_ms {
         glommio::spawn_local(flush_loop(shard.clone(), interval_ms)).detach();
     }
+    glommio::spawn_local(crate::group::driver::tick_loop(shard.clone())).detach();
     if id == 0 {
         glommio::spawn_local(checkpoint_loop(shard.clone())).detach();
     }
@@ -342,6 +343,10 @@ async fn shutdown(shard: &Rc<Shard>) {
     shard
         .invoke_on_all(|target: Rc<Shard>| async move {
             target.begin_shutdown();
+            // Parked JoinGroup/SyncGroup requests would otherwise hold the drain for
+            // up to a rebalance timeout: answer them NOT_COORDINATOR, as Kafka does
+            // when a coordinator unloads its groups.
+            target.groups.table.unload_all(&target).await;
             let _ = target.connections.close().await;
         })
         .await;

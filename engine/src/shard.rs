@@ -26,6 +26,7 @@ use weir_storage::{LogConfig, PartitionLog, StorageError, meta};
 
 use crate::config::{BrokerConfig, topic as topic_config};
 use crate::event::Event;
+use crate::group::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::metadata::{ClusterMetadata, TopicMetadata, partition_dir};
 use crate::partition::Partition;
 use crate::routing::shard_for;
@@ -71,6 +72,9 @@ pub struct Shard {
     pub connections: glommio::sync::Gate,
     /// Fired when the shard may stop its executor (the last step of shutdown).
     pub exit: Rc<Event>,
+    /// The groups this shard coordinates (those of the `__consumer_offsets`
+    /// partitions it owns).
+    pub groups: GroupCoordinator,
 }
 
 /// What one partition contributes to the per-log-dir checkpoint files.
@@ -104,6 +108,7 @@ impl Shard {
             controller_lock: glommio::sync::Semaphore::new(1),
             connections: glommio::sync::Gate::new(),
             exit: Event::new(),
+            groups: GroupCoordinator::default(),
         })
     }
 
@@ -243,6 +248,18 @@ impl Shard {
                         let partition = self
                             .open_partition(topic, index, config.clone(), startup)
                             .await?;
+                        if topic.name == OFFSETS_TOPIC {
+                            let records = self.groups.load_partition(&partition).await;
+                            self.groups.restore_groups(self, index);
+                            if records > 0 {
+                                info!(
+                                    shard = self.id,
+                                    partition = index,
+                                    records,
+                                    "loaded group state"
+                                );
+                            }
+                        }
                         self.partitions
                             .borrow_mut()
                             .insert((topic.name.clone(), index), partition);

@@ -89,6 +89,16 @@ fn every_advertised_api_version_answers_correctly() {
         ApiKey::CreatePartitions,
         ApiKey::DescribeCluster,
         ApiKey::FindCoordinator,
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::ListGroups,
+        ApiKey::DescribeGroups,
+        ApiKey::DeleteGroups,
+        ApiKey::OffsetDelete,
     ];
     assert_eq!(apis.len(), expected_keys.len(), "{apis:?}");
     let range = |key: ApiKey| {

@@ -59,6 +59,7 @@ pub async fn create_topics(
                 })
                 .collect(),
             has_assignments: !topic.assignments.is_empty(),
+            internal: false,
         })
         .collect();
     let validate_only = request.validate_only;

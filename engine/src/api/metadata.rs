@@ -52,6 +52,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: MetadataRequest) -
                 replication_factor: -1,
                 configs: BTreeMap::new(),
                 has_assignments: false,
+                internal: false,
             })
             .collect();
         if !missing.is_empty() {

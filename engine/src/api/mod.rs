@@ -9,11 +9,15 @@ mod api_versions;
 mod configs;
 mod fetch;
 mod find_coordinator;
+mod group_admin;
+mod groups;
 mod legacy;
 mod list_offsets;
 mod metadata;
+mod offsets;
 mod produce;
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -23,6 +27,27 @@ use tracing::{debug, warn};
 use weir_net::{FrameError, decode_request, encode_response, peek_header};
 
 use crate::shard::Shard;
+
+/// Who sent a request, as group membership records it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    /// Kafka's format: `/` followed by the IP address (Java's InetAddress.toString).
+    pub host: String,
+}
+
+impl Client {
+    fn new(header: &kafka_protocol::messages::RequestHeader, peer: SocketAddr) -> Client {
+        Client {
+            client_id: header
+                .client_id
+                .as_ref()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            host: format!("/{}", peer.ip()),
+        }
+    }
+}
 
 /// One handled API and the versions it handles.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +100,16 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeCluster, 0, 1),
     api(ApiKey::FindCoordinator, 0, 6),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::ListGroups, 0, 5),
+    api(ApiKey::DescribeGroups, 0, 5),
+    api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supported(key: ApiKey) -> Option<&'static ApiSupport> {
@@ -83,7 +118,11 @@ pub fn supported(key: ApiKey) -> Option<&'static ApiSupport> {
 
 /// Handles one request frame. `Ok(None)`: no response (acks=0 produce).
 /// `Err`: the connection must be closed (broken frame, unknown API or version).
-pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<Option<Bytes>, FrameError> {
+pub async fn dispatch(
+    shard: &Rc<Shard>,
+    frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Option<Bytes>, FrameError> {
     let peek = peek_header(&frame)?;
     let key = ApiKey::try_from(peek.api_key).map_err(|_| FrameError::UnknownApiKey {
         api_key: peek.api_key,
@@ -143,6 +182,19 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<Option<Bytes>, 
                 stringify!($response),
             )?))
         }};
+        // Handlers that need to know who is asking (group membership).
+        ($request:ty, $response:ty, $handler:path, with_client) => {{
+            let (header, request) =
+                decode_request::<$request>(frame, key, version, stringify!($request))?;
+            let client = Client::new(&header, peer);
+            let response: $response = $handler(shard, version, request, client).await;
+            Ok(Some(respond(
+                correlation_id,
+                version,
+                &response,
+                stringify!($response),
+            )?))
+        }};
     }
     match key {
         ApiKey::ApiVersions => serve!(
@@ -152,6 +204,60 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<Option<Bytes>, 
         ),
         ApiKey::Metadata => serve!(MetadataRequest, MetadataResponse, metadata::handle),
         ApiKey::Fetch => serve!(FetchRequest, FetchResponse, fetch::handle),
+        ApiKey::JoinGroup => serve!(
+            JoinGroupRequest,
+            JoinGroupResponse,
+            groups::join_group,
+            with_client
+        ),
+        ApiKey::SyncGroup => serve!(
+            SyncGroupRequest,
+            SyncGroupResponse,
+            groups::sync_group,
+            with_client
+        ),
+        ApiKey::Heartbeat => serve!(
+            HeartbeatRequest,
+            HeartbeatResponse,
+            groups::heartbeat,
+            with_client
+        ),
+        ApiKey::LeaveGroup => serve!(
+            LeaveGroupRequest,
+            LeaveGroupResponse,
+            groups::leave_group,
+            with_client
+        ),
+        ApiKey::OffsetCommit => serve!(
+            OffsetCommitRequest,
+            OffsetCommitResponse,
+            offsets::offset_commit
+        ),
+        ApiKey::OffsetFetch => serve!(
+            OffsetFetchRequest,
+            OffsetFetchResponse,
+            offsets::offset_fetch
+        ),
+        ApiKey::ListGroups => serve!(
+            ListGroupsRequest,
+            ListGroupsResponse,
+            group_admin::list_groups
+        ),
+        ApiKey::DescribeGroups => serve!(
+            DescribeGroupsRequest,
+            DescribeGroupsResponse,
+            group_admin::describe_groups
+        ),
+        ApiKey::DeleteGroups => serve!(
+            DeleteGroupsRequest,
+            DeleteGroupsResponse,
+            group_admin::delete_groups
+        ),
+        ApiKey::OffsetDelete => serve!(
+            OffsetDeleteRequest,
+            OffsetDeleteResponse,
+            group_admin::offset_delete
+        ),
         ApiKey::FindCoordinator => serve!(
             FindCoordinatorRequest,
             FindCoordinatorResponse,

@@ -88,6 +88,15 @@ const KNOWN_KEYS: &[(&str, Option<&str>)] = &[
     ("compression.type", Some("producer")),
     ("unclean.leader.election.enable", Some("false")),
     ("cluster.id", None),
+    ("offsets.topic.num.partitions", Some("50")),
+    ("offsets.topic.segment.bytes", Some("104857600")),
+    ("offsets.retention.minutes", Some("10080")),
+    ("offsets.retention.check.interval.ms", Some("600000")),
+    ("offset.metadata.max.bytes", Some("4096")),
+    ("group.initial.rebalance.delay.ms", Some("3000")),
+    ("group.min.session.timeout.ms", Some("6000")),
+    ("group.max.session.timeout.ms", Some("1800000")),
+    ("group.max.size", Some("2147483647")),
 ];
 
 /// Kafka keys accepted for compatibility that have no effect in weir yet (or ever:
@@ -101,7 +110,6 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
-    "group.initial.rebalance.delay.ms",
     "process.roles",
     "controller.quorum.voters",
     "controller.quorum.bootstrap.servers",
@@ -114,6 +122,29 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
 /// `WEIR_*` variables that tools and tests use and that are not config keys:
 /// `WEIR_LOG` (log filter), `WEIR_BIN` (binary under test), `WEIR_SKIP_RUST` (tests/run).
 const NON_CONFIG_VARIABLES: &[&str] = &["LOG", "BIN", "SKIP_RUST"];
+
+/// Consumer-group and committed-offset settings (Kafka's key names in comments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSettings {
+    /// offsets.topic.num.partitions
+    pub offsets_topic_partitions: i32,
+    /// offsets.topic.segment.bytes
+    pub offsets_topic_segment_bytes: i64,
+    /// offsets.retention.minutes, in ms
+    pub offsets_retention_ms: i64,
+    /// offsets.retention.check.interval.ms
+    pub offsets_retention_check_interval_ms: i64,
+    /// offset.metadata.max.bytes
+    pub offset_metadata_bytes_max: usize,
+    /// group.initial.rebalance.delay.ms
+    pub initial_rebalance_delay_ms: i64,
+    /// group.min.session.timeout.ms
+    pub session_timeout_ms_min: i64,
+    /// group.max.session.timeout.ms
+    pub session_timeout_ms_max: i64,
+    /// group.max.size
+    pub group_size_max: i64,
+}
 
 /// The broker's configuration after merging every source.
 #[derive(Debug, Clone)]
@@ -132,6 +163,8 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// `log.flush.interval.ms`, when set.
     pub flush_interval_ms: Option<u64>,
+    /// Consumer-group and committed-offset settings.
+    pub groups: GroupSettings,
     /// Every known key with its effective value and source (for DescribeConfigs).
     values: BTreeMap<String, (String, ConfigSource)>,
     /// Human-readable notes on unknown or ignored keys, logged at start-up.
@@ -322,6 +355,58 @@ impl BrokerConfig {
             flush_interval_ms: flush_interval_ms.map(|ms| ms.max(1) as u64),
             log_append_time: timestamp_type == "LogAppendTime",
         };
+        let groups = GroupSettings {
+            offsets_topic_partitions: parse_number::<i32>(
+                "offsets.topic.num.partitions",
+                get("offsets.topic.num.partitions").expect("default"),
+            )?,
+            offsets_topic_segment_bytes: number_i64("offsets.topic.segment.bytes")?,
+            offsets_retention_ms: number_i64("offsets.retention.minutes")?.saturating_mul(60_000),
+            offsets_retention_check_interval_ms: number_i64("offsets.retention.check.interval.ms")?,
+            offset_metadata_bytes_max: number_i64("offset.metadata.max.bytes")?
+                .clamp(0, i32::MAX as i64) as usize,
+            initial_rebalance_delay_ms: number_i64("group.initial.rebalance.delay.ms")?,
+            session_timeout_ms_min: number_i64("group.min.session.timeout.ms")?,
+            session_timeout_ms_max: number_i64("group.max.session.timeout.ms")?,
+            group_size_max: number_i64("group.max.size")?,
+        };
+        for (key, value) in [
+            (
+                "offsets.topic.num.partitions",
+                groups.offsets_topic_partitions as i64,
+            ),
+            (
+                "offsets.topic.segment.bytes",
+                groups.offsets_topic_segment_bytes,
+            ),
+            (
+                "offsets.retention.check.interval.ms",
+                groups.offsets_retention_check_interval_ms,
+            ),
+            (
+                "group.min.session.timeout.ms",
+                groups.session_timeout_ms_min,
+            ),
+            ("group.max.size", groups.group_size_max),
+        ] {
+            if value < 1 {
+                return Err(invalid(key, &value.to_string(), "must be positive"));
+            }
+        }
+        if groups.initial_rebalance_delay_ms < 0 {
+            return Err(invalid(
+                "group.initial.rebalance.delay.ms",
+                &groups.initial_rebalance_delay_ms.to_string(),
+                "must be 0 or more",
+            ));
+        }
+        if groups.session_timeout_ms_max < groups.session_timeout_ms_min {
+            return Err(invalid(
+                "group.max.session.timeout.ms",
+                &groups.session_timeout_ms_max.to_string(),
+                "must not be below group.min.session.timeout.ms",
+            ));
+        }
         Ok(BrokerConfig {
             node_id,
             log_dirs,
@@ -336,6 +421,7 @@ impl BrokerConfig {
                 as u64,
             flush_interval_ms: log_defaults.flush_interval_ms,
             log_defaults,
+            groups,
             values,
             warnings,
         })

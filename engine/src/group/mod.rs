@@ -10,5 +10,9 @@
 //! the shard-side driver follow. Nothing here is advertised in ApiVersions until the
 //! APIs are handled end to end and tested with real clients.
 
+pub mod admin;
+pub mod coordinator;
+pub mod driver;
 pub mod offsets;
 pub mod records;
+pub mod state;

@@ -43,322 +43,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-/// Chosen by the driver; echoed on the response effect of that request.
-pub type RequestId = u64;
+mod types;
 
-/// Kafka error codes used by the classic group protocol.
-pub mod error_code {
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub const NONE: i16 = 0;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const NOT_COORDINATOR: i16 = 16;
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    pub const INVALID_GROUP_ID: i16 = 24;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub const NON_EMPTY_GROUP: i16 = 68;
-    pub const GROUP_ID_NOT_FOUND: i16 = 69;
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
-    pub const FENCED_INSTANCE_ID: i16 = 82;
-}
+pub use types::*;
 
 use error_code as ec;
-
-/// Generation id of a group that never completed a rebalance, and of error
-/// responses (Kafka's `JoinGroupResponseData` default).
-pub const GENERATION_ID_NONE: i32 = -1;
-
-/// Kafka's defaults (`group.initial.rebalance.delay.ms`,
-/// `group.min.session.timeout.ms`, `group.max.session.timeout.ms`,
-/// `group.max.size`, `group.classic.new.member.join.timeout.ms`).
-pub const INITIAL_REBALANCE_DELAY_MS_DEFAULT: i32 = 3_000;
-pub const SESSION_TIMEOUT_MS_MIN_DEFAULT: i32 = 6_000;
-pub const SESSION_TIMEOUT_MS_MAX_DEFAULT: i32 = 1_800_000;
-pub const GROUP_SIZE_MAX_DEFAULT: i32 = i32::MAX;
-pub const NEW_MEMBER_JOIN_TIMEOUT_MS_DEFAULT: i32 = 300_000;
-/// Members told MEMBER_ID_REQUIRED that have not rejoined yet. Kafka keeps no
-/// bound; a client that loops on JoinGroup v4+ without ever rejoining would
-/// otherwise grow this set for a whole session timeout. Ten thousand is far
-/// above the number of consumers that start at once in real groups.
-pub const PENDING_MEMBERS_MAX_DEFAULT: u32 = 10_000;
-
-const _: () = assert!(SESSION_TIMEOUT_MS_MIN_DEFAULT <= SESSION_TIMEOUT_MS_MAX_DEFAULT);
-const _: () = assert!(INITIAL_REBALANCE_DELAY_MS_DEFAULT >= 0);
-
-/// Coordinator-wide settings for classic groups.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupConfig {
-    /// How long the first rebalance of an Empty group waits for more members,
-    /// extended in steps of this size while members keep arriving.
-    pub initial_rebalance_delay_ms: i32,
-    pub session_timeout_ms_min: i32,
-    pub session_timeout_ms_max: i32,
-    /// Answered with GROUP_MAX_SIZE_REACHED beyond this many members.
-    pub group_size_max: i32,
-    /// A new member's parked JoinGroup is dropped after this long: the client
-    /// cannot heartbeat without a member id, so this stands in for a session.
-    pub new_member_join_timeout_ms: i32,
-    /// Bound on members told MEMBER_ID_REQUIRED that have not rejoined; past
-    /// it new members get COORDINATOR_NOT_AVAILABLE, which clients retry.
-    pub pending_members_max: u32,
-}
-
-impl Default for GroupConfig {
-    fn default() -> Self {
-        GroupConfig {
-            initial_rebalance_delay_ms: INITIAL_REBALANCE_DELAY_MS_DEFAULT,
-            session_timeout_ms_min: SESSION_TIMEOUT_MS_MIN_DEFAULT,
-            session_timeout_ms_max: SESSION_TIMEOUT_MS_MAX_DEFAULT,
-            group_size_max: GROUP_SIZE_MAX_DEFAULT,
-            new_member_join_timeout_ms: NEW_MEMBER_JOIN_TIMEOUT_MS_DEFAULT,
-            pending_members_max: PENDING_MEMBERS_MAX_DEFAULT,
-        }
-    }
-}
-
-/// Kafka's `ClassicGroupState`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GroupState {
-    Empty,
-    PreparingRebalance,
-    CompletingRebalance,
-    Stable,
-    Dead,
-}
-
-impl GroupState {
-    /// The names Kafka reports in DescribeGroups and ListGroups.
-    pub fn name(self) -> &'static str {
-        match self {
-            GroupState::Empty => "Empty",
-            GroupState::PreparingRebalance => "PreparingRebalance",
-            GroupState::CompletingRebalance => "CompletingRebalance",
-            GroupState::Stable => "Stable",
-            GroupState::Dead => "Dead",
-        }
-    }
-
-    /// Kafka's `validPreviousStates`, read the other way round.
-    fn can_transition_to(self, next: GroupState) -> bool {
-        use GroupState::*;
-        match next {
-            Empty => self == PreparingRebalance,
-            PreparingRebalance => matches!(self, Stable | CompletingRebalance | Empty),
-            CompletingRebalance => self == PreparingRebalance,
-            Stable => self == CompletingRebalance,
-            Dead => true,
-        }
-    }
-}
-
-/// One protocol a member supports, in the member's order of preference.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JoinProtocol {
-    pub name: String,
-    pub metadata: Bytes,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JoinRequest {
-    /// Empty for a member that has no id yet.
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    pub session_timeout_ms: i32,
-    /// JoinGroup v0 has none; the driver passes the session timeout then.
-    pub rebalance_timeout_ms: i32,
-    pub protocol_type: String,
-    pub protocols: Vec<JoinProtocol>,
-    /// JoinGroup v4+: a new dynamic member first gets MEMBER_ID_REQUIRED.
-    pub require_known_member_id: bool,
-    /// JoinGroup v9+: a static leader rejoining a Stable group is told to
-    /// skip the assignment and is sent the member list.
-    pub supports_skip_assignment: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JoinResultMember {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub metadata: Bytes,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JoinResult {
-    pub error_code: i16,
-    pub generation_id: i32,
-    pub protocol_type: Option<String>,
-    pub protocol_name: Option<String>,
-    /// Empty when unknown.
-    pub leader: String,
-    pub skip_assignment: bool,
-    pub member_id: String,
-    /// Only the leader gets the members (with their metadata for the chosen
-    /// protocol); followers get an empty list.
-    pub members: Vec<JoinResultMember>,
-}
-
-impl JoinResult {
-    fn error(member_id: &str, error_code: i16) -> JoinResult {
-        JoinResult {
-            error_code,
-            generation_id: GENERATION_ID_NONE,
-            protocol_type: None,
-            protocol_name: None,
-            leader: String::new(),
-            skip_assignment: false,
-            member_id: member_id.to_string(),
-            members: Vec::new(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyncAssignment {
-    pub member_id: String,
-    pub assignment: Bytes,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyncRequest {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub generation_id: i32,
-    /// SyncGroup v5+; checked against the group's when present.
-    pub protocol_type: Option<String>,
-    pub protocol_name: Option<String>,
-    /// Only the leader's assignments are used.
-    pub assignments: Vec<SyncAssignment>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyncResult {
-    pub error_code: i16,
-    pub protocol_type: Option<String>,
-    pub protocol_name: Option<String>,
-    pub assignment: Bytes,
-}
-
-impl SyncResult {
-    fn error(error_code: i16) -> SyncResult {
-        SyncResult {
-            error_code,
-            protocol_type: None,
-            protocol_name: None,
-            assignment: Bytes::new(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HeartbeatRequest {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub generation_id: i32,
-}
-
-/// One member of a LeaveGroup request (v3+ batches them; v0-2 is a batch of
-/// one with only a member id).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeaveMember {
-    /// Empty to remove a static member by instance id (administrative removal).
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeaveMemberResult {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub error_code: i16,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LeaveResult {
-    /// Set for the whole request (COORDINATOR_NOT_AVAILABLE for a Dead group);
-    /// otherwise NONE and the per-member codes tell.
-    pub error_code: i16,
-    pub members: Vec<LeaveMemberResult>,
-}
-
-/// What Kafka's `GroupMetadataValue` stores.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupSnapshot {
-    /// Empty when the group never had a member.
-    pub protocol_type: String,
-    pub generation_id: i32,
-    pub protocol_name: Option<String>,
-    pub leader_id: Option<String>,
-    pub current_state_timestamp_ms: u64,
-    pub members: Vec<MemberSnapshot>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberSnapshot {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    pub rebalance_timeout_ms: i32,
-    pub session_timeout_ms: i32,
-    /// The member's metadata for the group's protocol.
-    pub subscription: Bytes,
-    pub assignment: Bytes,
-}
-
-/// DescribeGroups for one group.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupDescription {
-    pub state: GroupState,
-    pub state_name: &'static str,
-    pub protocol_type: String,
-    /// Only reported while Stable, as Kafka does; empty otherwise.
-    pub protocol_name: String,
-    pub generation_id: i32,
-    pub leader_id: Option<String>,
-    pub members: Vec<DescribedMember>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DescribedMember {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    /// Empty unless the group is Stable, as Kafka does.
-    pub metadata: Bytes,
-    /// Empty unless the group is Stable, as Kafka does.
-    pub assignment: Bytes,
-}
-
-/// Something the driver must do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Effect {
-    JoinResponse {
-        request: RequestId,
-        response: JoinResult,
-    },
-    SyncResponse {
-        request: RequestId,
-        response: SyncResult,
-    },
-    HeartbeatResponse {
-        request: RequestId,
-        error_code: i16,
-    },
-    LeaveResponse {
-        request: RequestId,
-        response: LeaveResult,
-    },
-    /// Write this `GroupMetadataValue` before sending the responses after it.
-    PersistGroup(GroupSnapshot),
-    /// Write a tombstone for the group's metadata key (group deleted).
-    PersistGroupTombstone,
-}
 
 /// Produces the unique part of generated member ids. Seeded by the driver
 /// (from the OS at startup, a constant in tests) so runs are reproducible.
@@ -429,7 +118,9 @@ impl Member {
     }
 
     fn supports(&self, protocol_name: &str) -> bool {
-        self.protocols.iter().any(|protocol| protocol.name == protocol_name)
+        self.protocols
+            .iter()
+            .any(|protocol| protocol.name == protocol_name)
     }
 }
 
@@ -573,8 +264,14 @@ impl Group {
             group.members.insert(member.member_id, restored);
         }
         if !group.members.is_empty() {
-            assert!(group.protocol_name.is_some(), "a group with members has a protocol");
-            assert!(group.protocol_type.is_some(), "a group with members has a protocol type");
+            assert!(
+                group.protocol_name.is_some(),
+                "a group with members has a protocol"
+            );
+            assert!(
+                group.protocol_type.is_some(),
+                "a group with members has a protocol type"
+            );
             group.state = GroupState::Stable;
             group.leader_id = match snapshot.leader_id {
                 Some(leader) if group.members.contains_key(&leader) => Some(leader),
@@ -621,7 +318,9 @@ impl Group {
 
     /// The member id currently bound to a static member's instance id.
     pub fn static_member_id(&self, group_instance_id: &str) -> Option<&str> {
-        self.static_members.get(group_instance_id).map(String::as_str)
+        self.static_members
+            .get(group_instance_id)
+            .map(String::as_str)
     }
 
     /// The member's current assignment (empty until the leader assigned it).
@@ -634,7 +333,10 @@ impl Group {
         if self.state == GroupState::Dead {
             return None;
         }
-        let members = self.members.values().filter_map(|member| member.session_deadline_ms);
+        let members = self
+            .members
+            .values()
+            .filter_map(|member| member.session_deadline_ms);
         let pending = self.pending_members.values().copied();
         let join = self.join_timer.map(JoinTimer::deadline_ms);
         let sync = self.sync_timer.map(|timer| timer.deadline_ms);
@@ -878,7 +580,10 @@ impl Group {
             GroupState::PreparingRebalance => {
                 // Counting members awaiting a response (not all members) lets
                 // a shrunk limit push out the last members to rejoin.
-                let awaiting = self.members.get(member_id).is_some_and(|member| member.awaiting_join.is_some());
+                let awaiting = self
+                    .members
+                    .get(member_id)
+                    .is_some_and(|member| member.awaiting_join.is_some());
                 awaiting || self.awaiting_join_count() < size_max
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
@@ -895,7 +600,9 @@ impl Group {
         }
         self.protocol_type.as_deref() == Some(protocol_type)
             && protocols.iter().any(|protocol| {
-                self.members.values().all(|member| member.supports(&protocol.name))
+                self.members
+                    .values()
+                    .all(|member| member.supports(&protocol.name))
             })
     }
 
@@ -904,27 +611,43 @@ impl Group {
         // pathological seed.
         for _ in 0..16 {
             let member_id = format!("{prefix}-{}", self.member_id_generator.next_suffix());
-            if !self.members.contains_key(&member_id) && !self.pending_members.contains_key(&member_id) {
+            if !self.members.contains_key(&member_id)
+                && !self.pending_members.contains_key(&member_id)
+            {
                 return member_id;
             }
         }
         panic!("member id generator keeps producing ids already in use");
     }
 
-    fn join_new_member(&mut self, request: RequestId, join: JoinRequest, now_ms: u64, effects: &mut Vec<Effect>) {
+    fn join_new_member(
+        &mut self,
+        request: RequestId,
+        join: JoinRequest,
+        now_ms: u64,
+        effects: &mut Vec<Effect>,
+    ) {
         if let Some(instance_id) = join.group_instance_id.clone() {
             let new_member_id = self.generate_member_id(&instance_id);
             match self.static_members.get(&instance_id).cloned() {
-                Some(old_member_id) => {
-                    self.replace_static_member(request, join, old_member_id, new_member_id, now_ms, effects)
+                Some(old_member_id) => self.replace_static_member(
+                    request,
+                    join,
+                    old_member_id,
+                    new_member_id,
+                    now_ms,
+                    effects,
+                ),
+                None => {
+                    self.add_member_and_rebalance(request, join, new_member_id, now_ms, effects)
                 }
-                None => self.add_member_and_rebalance(request, join, new_member_id, now_ms, effects),
             }
             return;
         }
         let new_member_id = self.generate_member_id(&join.client_id.clone());
         if join.require_known_member_id {
-            let pending_max = usize::try_from(self.config.pending_members_max).expect("u32 fits usize");
+            let pending_max =
+                usize::try_from(self.config.pending_members_max).expect("u32 fits usize");
             if self.pending_members.len() >= pending_max {
                 effects.push(Effect::JoinResponse {
                     request,
@@ -933,7 +656,8 @@ impl Group {
                 return;
             }
             let deadline_ms = now_ms + duration_ms(join.session_timeout_ms);
-            self.pending_members.insert(new_member_id.clone(), deadline_ms);
+            self.pending_members
+                .insert(new_member_id.clone(), deadline_ms);
             effects.push(Effect::JoinResponse {
                 request,
                 response: JoinResult::error(&new_member_id, ec::MEMBER_ID_REQUIRED),
@@ -1041,10 +765,16 @@ impl Group {
 
     fn join_response_members(&self) -> Vec<JoinResultMember> {
         assert!(
-            !matches!(self.state, GroupState::Dead | GroupState::PreparingRebalance),
+            !matches!(
+                self.state,
+                GroupState::Dead | GroupState::PreparingRebalance
+            ),
             "member metadata is only defined once a protocol is selected"
         );
-        let protocol_name = self.protocol_name.as_deref().expect("a group with members has a protocol");
+        let protocol_name = self
+            .protocol_name
+            .as_deref()
+            .expect("a group with members has a protocol");
         self.members
             .values()
             .map(|member| JoinResultMember {
@@ -1060,16 +790,27 @@ impl Group {
     }
 
     fn awaiting_join_count(&self) -> usize {
-        self.members.values().filter(|member| member.awaiting_join.is_some()).count()
+        self.members
+            .values()
+            .filter(|member| member.awaiting_join.is_some())
+            .count()
     }
 
     fn has_all_members_joined(&self) -> bool {
-        self.pending_members.is_empty() && self.members.values().all(|member| member.awaiting_join.is_some())
+        self.pending_members.is_empty()
+            && self
+                .members
+                .values()
+                .all(|member| member.awaiting_join.is_some())
     }
 
     /// The group's rebalance timeout: the largest of its members'.
     fn rebalance_timeout_ms(&self) -> u64 {
-        let largest = self.members.values().map(|member| member.rebalance_timeout_ms).max();
+        let largest = self
+            .members
+            .values()
+            .map(|member| member.rebalance_timeout_ms)
+            .max();
         duration_ms(largest.unwrap_or(0))
     }
 
@@ -1087,7 +828,10 @@ impl Group {
 
     /// Kafka's `updateMember`: new protocols and timeouts, join parked.
     fn update_member(&mut self, request: RequestId, join: &JoinRequest, effects: &mut Vec<Effect>) {
-        let member = self.members.get_mut(&join.member_id).expect("caller checked membership");
+        let member = self
+            .members
+            .get_mut(&join.member_id)
+            .expect("caller checked membership");
         member.protocols = join.protocols.clone();
         member.rebalance_timeout_ms = join.rebalance_timeout_ms;
         member.session_timeout_ms = join.session_timeout_ms;
@@ -1102,16 +846,22 @@ impl Group {
         now_ms: u64,
         effects: &mut Vec<Effect>,
     ) {
-        if self.state == GroupState::PreparingRebalance && self.previous_state == GroupState::Empty {
+        if self.state == GroupState::PreparingRebalance && self.previous_state == GroupState::Empty
+        {
             self.new_member_added = true;
         }
         if self.members.is_empty() {
             self.protocol_type = Some(join.protocol_type.clone());
         }
-        assert_eq!(self.protocol_type.as_deref(), Some(join.protocol_type.as_str()));
+        assert_eq!(
+            self.protocol_type.as_deref(),
+            Some(join.protocol_type.as_str())
+        );
         assert!(!self.members.contains_key(&member_id));
         if let Some(instance_id) = &join.group_instance_id {
-            let previous = self.static_members.insert(instance_id.clone(), member_id.clone());
+            let previous = self
+                .static_members
+                .insert(instance_id.clone(), member_id.clone());
             assert!(previous.is_none(), "a static member is added only once");
         }
         if self.leader_id.is_none() {
@@ -1154,7 +904,10 @@ impl Group {
         effects: &mut Vec<Effect>,
     ) {
         let instance_id = join.group_instance_id.clone().expect("static member");
-        let mut member = self.members.remove(&old_member_id).expect("static member is a member");
+        let mut member = self
+            .members
+            .remove(&old_member_id)
+            .expect("static member is a member");
         // Fence the old incarnation's parked requests.
         if let Some(old) = member.awaiting_join.take() {
             effects.push(Effect::JoinResponse {
@@ -1183,11 +936,13 @@ impl Group {
         if self.is_leader(&old_member_id) {
             self.leader_id = Some(new_member_id.clone());
         }
-        self.static_members.insert(instance_id, new_member_id.clone());
+        self.static_members
+            .insert(instance_id, new_member_id.clone());
 
         match self.state {
             GroupState::Stable => {
-                let unchanged = self.select_protocol() == self.protocol_name.clone().unwrap_or_default();
+                let unchanged =
+                    self.select_protocol() == self.protocol_name.clone().unwrap_or_default();
                 if unchanged {
                     // Same protocol: keep the generation and the assignment,
                     // persist the new member id, answer at once.
@@ -1200,7 +955,10 @@ impl Group {
                         response.members.clear();
                         response
                     };
-                    let member = self.members.get_mut(&new_member_id).expect("inserted above");
+                    let member = self
+                        .members
+                        .get_mut(&new_member_id)
+                        .expect("inserted above");
                     member.awaiting_join = None;
                     effects.push(Effect::JoinResponse { request, response });
                 } else {
@@ -1221,7 +979,10 @@ impl Group {
     /// Kafka's `selectProtocol`: among the protocols every member supports,
     /// each member votes for its most preferred; most votes wins.
     fn select_protocol(&self) -> String {
-        assert!(!self.members.is_empty(), "cannot select a protocol for an empty group");
+        assert!(
+            !self.members.is_empty(),
+            "cannot select a protocol for an empty group"
+        );
         let first = self.members.values().next().expect("non-empty");
         let candidates: Vec<&str> = first
             .protocols
@@ -1371,11 +1132,18 @@ impl Group {
         let Some(leader_id) = self.leader_id.clone() else {
             return false;
         };
-        let leader = self.members.get(&leader_id).expect("the leader is a member");
+        let leader = self
+            .members
+            .get(&leader_id)
+            .expect("the leader is a member");
         if leader.awaiting_join.is_some() {
             return true;
         }
-        match self.members.values().find(|member| member.awaiting_join.is_some()) {
+        match self
+            .members
+            .values()
+            .find(|member| member.awaiting_join.is_some())
+        {
             Some(member) => {
                 self.leader_id = Some(member.member_id.clone());
                 true
@@ -1384,7 +1152,12 @@ impl Group {
         }
     }
 
-    fn reset_and_propagate_assignment(&mut self, code: i16, now_ms: u64, effects: &mut Vec<Effect>) {
+    fn reset_and_propagate_assignment(
+        &mut self,
+        code: i16,
+        now_ms: u64,
+        effects: &mut Vec<Effect>,
+    ) {
         assert_eq!(self.state, GroupState::CompletingRebalance);
         for member in self.members.values_mut() {
             member.assignment = Bytes::new();
@@ -1475,7 +1248,13 @@ impl Group {
         Ok(())
     }
 
-    fn handle_sync(&mut self, request: RequestId, sync: SyncRequest, now_ms: u64, effects: &mut Vec<Effect>) {
+    fn handle_sync(
+        &mut self,
+        request: RequestId,
+        sync: SyncRequest,
+        now_ms: u64,
+        effects: &mut Vec<Effect>,
+    ) {
         if let Err(code) = self.validate_sync(&sync) {
             effects.push(Effect::SyncResponse {
                 request,
@@ -1505,7 +1284,8 @@ impl Group {
                         assignments.insert(assignment.member_id, assignment.assignment);
                     }
                     for member in self.members.values_mut() {
-                        member.assignment = assignments.remove(&member.member_id).unwrap_or_default();
+                        member.assignment =
+                            assignments.remove(&member.member_id).unwrap_or_default();
                     }
                     self.transition_to(GroupState::Stable, now_ms);
                     effects.push(Effect::PersistGroup(self.snapshot()));
@@ -1538,13 +1318,21 @@ impl Group {
 
     // -------------------------------------------------------------- Heartbeat
 
-    pub fn heartbeat(&mut self, request: RequestId, heartbeat: HeartbeatRequest, now_ms: u64) -> Vec<Effect> {
+    pub fn heartbeat(
+        &mut self,
+        request: RequestId,
+        heartbeat: HeartbeatRequest,
+        now_ms: u64,
+    ) -> Vec<Effect> {
         let error_code = match self.handle_heartbeat(&heartbeat, now_ms) {
             Ok(()) => ec::NONE,
             Err(code) => code,
         };
         self.check_invariants();
-        vec![Effect::HeartbeatResponse { request, error_code }]
+        vec![Effect::HeartbeatResponse {
+            request,
+            error_code,
+        }]
     }
 
     fn handle_heartbeat(&mut self, heartbeat: &HeartbeatRequest, now_ms: u64) -> Result<(), i16> {
@@ -1555,7 +1343,10 @@ impl Group {
         if heartbeat.generation_id != self.generation_id {
             return Err(ec::ILLEGAL_GENERATION);
         }
-        let member = self.members.get_mut(&heartbeat.member_id).expect("validated");
+        let member = self
+            .members
+            .get_mut(&heartbeat.member_id)
+            .expect("validated");
         member.session_deadline_ms = Some(now_ms + duration_ms(member.session_timeout_ms));
         match self.state {
             GroupState::PreparingRebalance => Err(ec::REBALANCE_IN_PROGRESS),
@@ -1566,7 +1357,12 @@ impl Group {
 
     // ------------------------------------------------------------- LeaveGroup
 
-    pub fn leave(&mut self, request: RequestId, members: Vec<LeaveMember>, now_ms: u64) -> Vec<Effect> {
+    pub fn leave(
+        &mut self,
+        request: RequestId,
+        members: Vec<LeaveMember>,
+        now_ms: u64,
+    ) -> Vec<Effect> {
         let mut effects = Vec::new();
         if self.state == GroupState::Dead {
             effects.push(Effect::LeaveResponse {
@@ -1594,7 +1390,9 @@ impl Group {
                 GroupState::Stable | GroupState::CompletingRebalance => {
                     self.maybe_prepare_rebalance_or_complete_join(now_ms, &mut effects)
                 }
-                GroupState::PreparingRebalance => self.maybe_complete_join_phase(now_ms, &mut effects),
+                GroupState::PreparingRebalance => {
+                    self.maybe_complete_join_phase(now_ms, &mut effects)
+                }
                 GroupState::Empty | GroupState::Dead => {}
             }
         }
@@ -1654,7 +1452,10 @@ impl Group {
                 return effects;
             }
         }
-        panic!("group timers keep firing at {now_ms}: {:?}", self.next_deadline_ms());
+        panic!(
+            "group timers keep firing at {now_ms}: {:?}",
+            self.next_deadline_ms()
+        );
     }
 
     fn fire_next_timer(&mut self, now_ms: u64, effects: &mut Vec<Effect>) -> bool {
@@ -1706,15 +1507,18 @@ impl Group {
         let timer = self.join_timer.take().expect("due");
         match timer {
             JoinTimer::InitialDelay {
+                deadline_ms,
                 delay_ms,
                 remaining_ms,
-                ..
             } if self.new_member_added && remaining_ms != 0 => {
-                // Members are still arriving: wait one more step.
+                // Members are still arriving: wait one more step, counted
+                // from when this step ended so a late tick does not stretch
+                // the total delay.
                 self.new_member_added = false;
-                let next_delay_ms = duration_ms(self.config.initial_rebalance_delay_ms).min(remaining_ms);
+                let next_delay_ms =
+                    duration_ms(self.config.initial_rebalance_delay_ms).min(remaining_ms);
                 self.join_timer = Some(JoinTimer::InitialDelay {
-                    deadline_ms: now_ms + next_delay_ms,
+                    deadline_ms: deadline_ms + next_delay_ms,
                     delay_ms: next_delay_ms,
                     remaining_ms: remaining_ms.saturating_sub(delay_ms),
                 });
@@ -1730,7 +1534,10 @@ impl Group {
     fn fire_sync_timer(&mut self, now_ms: u64, effects: &mut Vec<Effect>) {
         let timer = self.sync_timer.take().expect("due");
         let current = timer.generation_id == self.generation_id
-            && matches!(self.state, GroupState::CompletingRebalance | GroupState::Stable);
+            && matches!(
+                self.state,
+                GroupState::CompletingRebalance | GroupState::Stable
+            );
         if !current || self.pending_sync_members.is_empty() {
             return;
         }
@@ -1773,36 +1580,69 @@ impl Group {
             assert!(self.members.is_empty(), "an Empty group has no members");
         }
         if matches!(self.state, CompletingRebalance | Stable) {
-            assert!(!self.members.is_empty(), "{:?} group has members", self.state);
-            assert!(self.protocol_name.is_some(), "{:?} group has a protocol", self.state);
+            assert!(
+                !self.members.is_empty(),
+                "{:?} group has members",
+                self.state
+            );
+            assert!(
+                self.protocol_name.is_some(),
+                "{:?} group has a protocol",
+                self.state
+            );
         }
         match &self.leader_id {
             Some(leader) => assert!(self.members.contains_key(leader), "the leader is a member"),
             None => assert!(self.members.is_empty(), "a group with members has a leader"),
         }
         for (instance_id, member_id) in &self.static_members {
-            let member = self.members.get(member_id).expect("static members are members");
+            let member = self
+                .members
+                .get(member_id)
+                .expect("static members are members");
             assert_eq!(member.group_instance_id.as_ref(), Some(instance_id));
         }
-        let static_count = self.members.values().filter(|member| member.group_instance_id.is_some()).count();
+        let static_count = self
+            .members
+            .values()
+            .filter(|member| member.group_instance_id.is_some())
+            .count();
         assert_eq!(static_count, self.static_members.len());
         for (member_id, member) in &self.members {
             assert_eq!(member_id, &member.member_id);
             assert!(!self.pending_members.contains_key(member_id));
-            assert_eq!(Some(member.protocol_type.as_str()), self.protocol_type.as_deref());
+            assert_eq!(
+                Some(member.protocol_type.as_str()),
+                self.protocol_type.as_deref()
+            );
             if let Some(name) = &self.protocol_name
                 && self.state != PreparingRebalance
             {
-                assert!(member.supports(name), "every member supports the group's protocol");
+                assert!(
+                    member.supports(name),
+                    "every member supports the group's protocol"
+                );
             }
             if member.awaiting_sync.is_some() {
-                assert_eq!(self.state, CompletingRebalance, "syncs are parked only while completing");
+                assert_eq!(
+                    self.state, CompletingRebalance,
+                    "syncs are parked only while completing"
+                );
             }
             if member.awaiting_join.is_some() {
-                assert_eq!(self.state, PreparingRebalance, "joins are parked only while preparing");
+                assert_eq!(
+                    self.state, PreparingRebalance,
+                    "joins are parked only while preparing"
+                );
             }
-            if self.state != Dead && member.awaiting_join.is_none() && member.awaiting_sync.is_none() {
-                assert!(member.session_deadline_ms.is_some(), "an idle member has a session");
+            if self.state != Dead
+                && member.awaiting_join.is_none()
+                && member.awaiting_sync.is_none()
+            {
+                assert!(
+                    member.session_deadline_ms.is_some(),
+                    "an idle member has a session"
+                );
             }
         }
         for member_id in &self.pending_sync_members {
@@ -1820,6 +1660,6 @@ impl Group {
     }
 }
 
+// Lives in `state/tests.rs`.
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;

@@ -231,6 +231,7 @@ async fn shard_main(
         glommio::spawn_local(flush_loop(shard.clone(), interval_ms)).detach();
     }
     glommio::spawn_local(crate::group::driver::tick_loop(shard.clone())).detach();
+    glommio::spawn_local(crate::group::expiry::expiry_loop(shard.clone())).detach();
     if id == 0 {
         glommio::spawn_local(checkpoint_loop(shard.clone())).detach();
     }

@@ -358,3 +358,99 @@ fn every_advertised_group_api_version_answers_correctly() {
     let listed: ListGroupsResponse = client.call(0, &ListGroupsRequest::default());
     assert_eq!(listed.groups.len(), 10 - deleted);
 }
+
+#[test]
+fn committed_offsets_expire_at_their_retention_and_survive_a_restart_until_then() {
+    let mut broker = Broker::start(&[
+        "offsets.retention.check.interval.ms=100",
+        "offsets.topic.num.partitions=3",
+    ]);
+    let mut client = broker.connect();
+    let commit = |client: &mut Client, group: &str, retention_ms: i64| {
+        let response: OffsetCommitResponse = client.call(
+            2,
+            &OffsetCommitRequest::default()
+                .with_group_id(GroupId(text(group)))
+                .with_generation_id_or_member_epoch(-1)
+                .with_retention_time_ms(retention_ms)
+                .with_topics(vec![
+                    OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(text("events")))
+                        .with_partitions(vec![
+                            OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(7),
+                        ]),
+                ]),
+        );
+        response.topics[0].partitions[0].error_code
+    };
+    let fetch = |client: &mut Client, group: &str| -> i64 {
+        let response: OffsetFetchResponse = client.call(
+            3,
+            &OffsetFetchRequest::default()
+                .with_group_id(GroupId(text(group)))
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopic::default()
+                        .with_name(TopicName(text("events")))
+                        .with_partition_indexes(vec![0]),
+                ])),
+        );
+        response.topics[0].partitions[0].committed_offset
+    };
+    // Auto-created by Metadata, one partition.
+    let _: MetadataResponse = client.call(
+        4,
+        &MetadataRequest::default()
+            .with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(text("events")))),
+            ]))
+            .with_allow_auto_topic_creation(true),
+    );
+    assert_eq!(commit(&mut client, "short-lived", 300), 0);
+    assert_eq!(
+        commit(&mut client, "standalone", -1),
+        0,
+        "standalone commit, generation -1, broker retention"
+    );
+    assert_eq!(
+        (
+            fetch(&mut client, "short-lived"),
+            fetch(&mut client, "standalone")
+        ),
+        (7, 7)
+    );
+    broker.kill9();
+    broker.restart();
+    let mut client = broker.connect();
+    assert_eq!(
+        fetch(&mut client, "standalone"),
+        7,
+        "committed offsets survive kill -9"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fetch(&mut client, "short-lived") != -1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "offset committed with a 300 ms retention did not expire"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        fetch(&mut client, "standalone"),
+        7,
+        "the default retention (7 days) keeps it"
+    );
+    let listed: ListGroupsResponse = client.call(3, &ListGroupsRequest::default());
+    let names: Vec<&str> = listed
+        .groups
+        .iter()
+        .map(|group| group.group_id.0.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["standalone"],
+        "a group whose last offset expired is gone"
+    );
+}

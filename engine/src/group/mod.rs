@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod coordinator;
 pub mod driver;
+pub mod expiry;
 pub mod offsets;
 pub mod records;
 pub mod state;

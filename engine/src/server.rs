@@ -66,6 +66,9 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create log dir {}", dir.display()))?;
     }
+    // Held for the life of the process: the kernel drops the locks when it exits.
+    let _log_dir_locks = lock_log_dirs(&config.log_dirs)?;
+    ensure_port_is_free(config.listen_address)?;
     let cluster_id = ensure_meta_properties(&config.log_dirs, config.node_id)
         .map_err(|message| anyhow!(message))?;
     let (metadata, notes) = ClusterMetadata::load(cluster_id, config.node_id, &config.log_dirs)
@@ -431,6 +434,47 @@ fn read_startup_state(log_dirs: &[PathBuf]) -> anyhow::Result<StartupState> {
     state.recovery_points = recovery_points;
     state.log_start_offsets = log_start_offsets;
     Ok(state)
+}
+
+/// File Kafka locks in every log dir so two brokers never share one.
+const LOG_DIR_LOCK_FILE: &str = ".lock";
+
+/// Takes an exclusive lock on `<dir>/.lock` in every log dir, as Kafka does.
+fn lock_log_dirs(log_dirs: &[PathBuf]) -> anyhow::Result<Vec<std::fs::File>> {
+    let mut locks = Vec::with_capacity(log_dirs.len());
+    for dir in log_dirs {
+        let path = dir.join(LOG_DIR_LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } != 0
+        {
+            bail!(
+                "log dir {} is in use by another broker process (its {} is locked); stop that broker or choose other log.dirs",
+                dir.display(),
+                LOG_DIR_LOCK_FILE
+            );
+        }
+        locks.push(file);
+    }
+    Ok(locks)
+}
+
+/// The shards bind with SO_REUSEPORT, which would let a second broker share a port
+/// silently; a plain bind first makes "address in use" an error, as in Kafka.
+fn ensure_port_is_free(address: std::net::SocketAddr) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(address)
+        .map(drop)
+        .with_context(|| format!("cannot listen on {address}: is another broker running? (set listeners=PLAINTEXT://host:port)"))
 }
 
 /// Blocks SIGINT/SIGTERM in this thread and every thread it starts afterwards, so

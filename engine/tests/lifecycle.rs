@@ -275,3 +275,42 @@ fn pipelined_requests_are_answered_in_order_and_acks_zero_gets_no_answer() {
         .sum();
     assert_eq!(total, (0..40).filter(|index| index % 3 != 2).count());
 }
+
+#[test]
+fn a_second_broker_on_the_same_log_dir_or_port_is_refused() {
+    let broker = Broker::start(&[]);
+    let same_dir = common::output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir")).args([
+            "broker",
+            "--override",
+            &format!("log.dirs={}", broker.log_dir().display()),
+            "--override",
+            "listeners=PLAINTEXT://127.0.0.1:0",
+        ]),
+        std::time::Duration::from_secs(20),
+    );
+    assert!(!same_dir.status.success());
+    let stderr = String::from_utf8_lossy(&same_dir.stderr);
+    assert!(
+        stderr.contains("is in use by another broker process"),
+        "{stderr}"
+    );
+
+    let other_dir = tempfile::tempdir().unwrap();
+    let same_port = common::output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir")).args([
+            "broker",
+            "--override",
+            &format!("log.dirs={}", other_dir.path().display()),
+            "--override",
+            &format!("listeners=PLAINTEXT://127.0.0.1:{}", broker.port),
+        ]),
+        std::time::Duration::from_secs(20),
+    );
+    assert!(!same_port.status.success());
+    let stderr = String::from_utf8_lossy(&same_port.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{}", broker.port)),
+        "{stderr}"
+    );
+}

@@ -470,12 +470,44 @@ fn lock_log_dirs(log_dirs: &[PathBuf]) -> anyhow::Result<Vec<std::fs::File>> {
 }
 
 /// The shards bind with SO_REUSEPORT, which would let a second broker share a port
-/// silently; a plain bind first makes "address in use" an error, as in Kafka.
+/// silently, so a live listener on the address is an error. A listener can also
+/// outlive its process for a moment: after `kill -9` the kernel tears a broker's
+/// io_uring rings down asynchronously, and the listening socket an in-flight accept
+/// holds stays open until then. Binding next to it would send some new connections
+/// into a dead backlog, so start-up waits (bounded) for such a listener to go away.
 fn ensure_port_is_free(address: std::net::SocketAddr) -> anyhow::Result<()> {
-    std::net::TcpListener::bind(address)
-        .map(drop)
-        .with_context(|| format!("cannot listen on {address}: is another broker running? (set listeners=PLAINTEXT://host:port)"))
+    let mut target = address;
+    if target.ip().is_unspecified() {
+        target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let deadline = Instant::now() + Duration::from_millis(PORT_RELEASE_WAIT_MS_MAX);
+    let mut waited = false;
+    while std::net::TcpStream::connect_timeout(
+        &target,
+        Duration::from_millis(PORT_PROBE_TIMEOUT_MS),
+    )
+    .is_ok()
+    {
+        if Instant::now() >= deadline {
+            bail!(
+                "cannot listen on {address}: another process is already listening there (is another broker running? set listeners=PLAINTEXT://host:port)"
+            );
+        }
+        if !waited {
+            info!(%address, "waiting for a previous listener on the port to close");
+            waited = true;
+        }
+        std::thread::sleep(Duration::from_millis(PORT_PROBE_INTERVAL_MS));
+    }
+    Ok(())
 }
+
+/// How long one port check waits for a connect.
+const PORT_PROBE_TIMEOUT_MS: u64 = 500;
+/// Pause between port checks while a previous listener closes.
+const PORT_PROBE_INTERVAL_MS: u64 = 50;
+/// Longest start-up waits for a previous listener to close before giving up.
+const PORT_RELEASE_WAIT_MS_MAX: u64 = 3_000;
 
 /// Blocks SIGINT/SIGTERM in this thread and every thread it starts afterwards, so
 /// only `wait_for_stop_signal` receives them.

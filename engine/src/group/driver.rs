@@ -16,8 +16,8 @@ use tracing::warn;
 
 use super::coordinator::{GroupCoordinator, coordinator_for};
 use super::offsets::group_record;
-use super::records::{GroupMember, GroupValue};
-use super::state::{Effect, Group, GroupConfig, GroupSnapshot, MemberSnapshot, RequestId};
+use super::records::GroupValue;
+use super::state::{Effect, Group, GroupConfig, RequestId};
 use crate::config::BrokerConfig;
 use crate::shard::Shard;
 
@@ -55,54 +55,6 @@ pub struct GroupTable {
     pub deadlines_changed: crate::event::Event,
 }
 
-pub fn snapshot_to_value(snapshot: &GroupSnapshot) -> GroupValue {
-    GroupValue {
-        protocol_type: snapshot.protocol_type.clone(),
-        generation: snapshot.generation_id,
-        protocol: snapshot.protocol_name.clone(),
-        leader: snapshot.leader_id.clone(),
-        current_state_timestamp_ms: snapshot.current_state_timestamp_ms as i64,
-        members: snapshot
-            .members
-            .iter()
-            .map(|member| GroupMember {
-                member_id: member.member_id.clone(),
-                group_instance_id: member.group_instance_id.clone(),
-                client_id: member.client_id.clone(),
-                client_host: member.client_host.clone(),
-                rebalance_timeout_ms: member.rebalance_timeout_ms,
-                session_timeout_ms: member.session_timeout_ms,
-                subscription: member.subscription.clone(),
-                assignment: member.assignment.clone(),
-            })
-            .collect(),
-    }
-}
-
-pub fn value_to_snapshot(value: &GroupValue) -> GroupSnapshot {
-    GroupSnapshot {
-        protocol_type: value.protocol_type.clone(),
-        generation_id: value.generation,
-        protocol_name: value.protocol.clone(),
-        leader_id: value.leader.clone(),
-        current_state_timestamp_ms: value.current_state_timestamp_ms.max(0) as u64,
-        members: value
-            .members
-            .iter()
-            .map(|member| MemberSnapshot {
-                member_id: member.member_id.clone(),
-                group_instance_id: member.group_instance_id.clone(),
-                client_id: member.client_id.clone(),
-                client_host: member.client_host.clone(),
-                rebalance_timeout_ms: member.rebalance_timeout_ms,
-                session_timeout_ms: member.session_timeout_ms,
-                subscription: member.subscription.clone(),
-                assignment: member.assignment.clone(),
-            })
-            .collect(),
-    }
-}
-
 fn seed() -> u64 {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -124,12 +76,7 @@ impl GroupTable {
 
     /// Restores a group from its stored metadata (at load).
     pub fn restore(&self, config: &BrokerConfig, group_id: &str, value: &GroupValue) {
-        let group = Group::from_snapshot(
-            value_to_snapshot(value),
-            group_config(config),
-            seed(),
-            now_ms(),
-        );
+        let group = Group::from_snapshot(value.clone(), group_config(config), seed(), now_ms());
         self.groups.borrow_mut().insert(group_id.to_string(), group);
         self.deadlines_changed.notify_all();
     }
@@ -204,11 +151,7 @@ impl GroupTable {
         for effect in effects {
             let request = match &effect {
                 Effect::PersistGroup(snapshot) => {
-                    let record = group_record(
-                        group_id,
-                        Some(&snapshot_to_value(snapshot)),
-                        now_ms() as i64,
-                    );
+                    let record = group_record(group_id, Some(snapshot), now_ms() as i64);
                     self.persist(shard, group_id, record).await;
                     continue;
                 }

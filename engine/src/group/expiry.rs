@@ -69,7 +69,7 @@ impl GroupCoordinator {
                 group.map(|group| {
                     let empty = matches!(group.state(), GroupState::Empty | GroupState::Dead);
                     (
-                        empty.then(|| group.snapshot().current_state_timestamp_ms as i64),
+                        empty.then(|| group.snapshot().current_state_timestamp_ms),
                         group.state(),
                     )
                 })

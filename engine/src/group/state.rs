@@ -227,21 +227,21 @@ impl Group {
     /// it loads `__consumer_offsets`: Stable with its members (each with a
     /// fresh session) if it had any, else Empty.
     pub fn from_snapshot(
-        snapshot: GroupSnapshot,
+        snapshot: GroupValue,
         config: GroupConfig,
         member_id_seed: u64,
         now_ms: u64,
     ) -> Group {
         let mut group = Group::new(config, member_id_seed, now_ms);
-        group.generation_id = snapshot.generation_id;
-        group.state_timestamp_ms = snapshot.current_state_timestamp_ms;
+        group.generation_id = snapshot.generation;
+        group.state_timestamp_ms = snapshot.current_state_timestamp_ms.max(0) as u64;
         group.protocol_type = if snapshot.protocol_type.is_empty() {
             None
         } else {
             Some(snapshot.protocol_type.clone())
         };
-        group.protocol_name = snapshot.protocol_name.clone();
-        let protocol_name = snapshot.protocol_name.clone().unwrap_or_default();
+        group.protocol_name = snapshot.protocol.clone();
+        let protocol_name = snapshot.protocol.clone().unwrap_or_default();
         for member in snapshot.members {
             if let Some(instance_id) = &member.group_instance_id {
                 group
@@ -278,7 +278,7 @@ impl Group {
                 "a group with members has a protocol type"
             );
             group.state = GroupState::Stable;
-            group.leader_id = match snapshot.leader_id {
+            group.leader_id = match snapshot.leader {
                 Some(leader) if group.members.contains_key(&leader) => Some(leader),
                 _ => group.members.keys().next().cloned(),
             };
@@ -386,14 +386,14 @@ impl Group {
     }
 
     /// The group as Kafka's `GroupMetadataValue` would store it now.
-    pub fn snapshot(&self) -> GroupSnapshot {
+    pub fn snapshot(&self) -> GroupValue {
         let protocol_name = self.protocol_name.clone();
         let members = match &protocol_name {
             None => Vec::new(),
             Some(name) => self
                 .members
                 .values()
-                .map(|member| MemberSnapshot {
+                .map(|member| GroupMember {
                     member_id: member.member_id.clone(),
                     group_instance_id: member.group_instance_id.clone(),
                     client_id: member.client_id.clone(),
@@ -405,12 +405,12 @@ impl Group {
                 })
                 .collect(),
         };
-        GroupSnapshot {
+        GroupValue {
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
-            generation_id: self.generation_id,
-            protocol_name,
-            leader_id: self.leader_id.clone(),
-            current_state_timestamp_ms: self.state_timestamp_ms,
+            generation: self.generation_id,
+            protocol: protocol_name,
+            leader: self.leader_id.clone(),
+            current_state_timestamp_ms: self.state_timestamp_ms as i64,
             members,
         }
     }

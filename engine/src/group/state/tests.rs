@@ -225,7 +225,7 @@ fn sync_responses(effects: &[Effect]) -> Vec<(RequestId, SyncResult)> {
         .collect()
 }
 
-fn persisted(effects: &[Effect]) -> Vec<GroupSnapshot> {
+fn persisted(effects: &[Effect]) -> Vec<GroupValue> {
     effects
         .iter()
         .filter_map(|effect| match effect {

@@ -243,30 +243,9 @@ pub struct LeaveResult {
     pub members: Vec<LeaveMemberResult>,
 }
 
-/// What Kafka's `GroupMetadataValue` stores.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupSnapshot {
-    /// Empty when the group never had a member.
-    pub protocol_type: String,
-    pub generation_id: i32,
-    pub protocol_name: Option<String>,
-    pub leader_id: Option<String>,
-    pub current_state_timestamp_ms: u64,
-    pub members: Vec<MemberSnapshot>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberSnapshot {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    pub rebalance_timeout_ms: i32,
-    pub session_timeout_ms: i32,
-    /// The member's metadata for the group's protocol.
-    pub subscription: Bytes,
-    pub assignment: Bytes,
-}
+/// What a group persists is Kafka's `GroupMetadataValue` itself: the same type the
+/// `__consumer_offsets` codec reads and writes, so no conversion stands between them.
+pub use super::super::records::{GroupMember, GroupValue};
 
 /// DescribeGroups for one group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -313,7 +292,7 @@ pub enum Effect {
         response: LeaveResult,
     },
     /// Write this `GroupMetadataValue` before sending the responses after it.
-    PersistGroup(GroupSnapshot),
+    PersistGroup(GroupValue),
     /// Write a tombstone for the group's metadata key (group deleted).
     PersistGroupTombstone,
 }

@@ -229,11 +229,11 @@ fn group_restored_from_a_snapshot_is_stable_with_fresh_sessions() {
         ec::NONE
     );
     let empty = Group::from_snapshot(
-        GroupSnapshot {
+        GroupValue {
             protocol_type: "consumer".to_string(),
-            generation_id: 4,
-            protocol_name: None,
-            leader_id: None,
+            generation: 4,
+            protocol: None,
+            leader: None,
             current_state_timestamp_ms: 5,
             members: vec![],
         },

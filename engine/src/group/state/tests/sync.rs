@@ -21,7 +21,7 @@ fn followers_wait_for_the_leader_and_then_everyone_gets_their_assignment() {
     // Persist first, then the responses (member id order).
     assert!(matches!(effects[0], Effect::PersistGroup(_)));
     let snapshot = persisted(&effects).remove(0);
-    assert_eq!(snapshot.generation_id, generation_id);
+    assert_eq!(snapshot.generation, generation_id);
     assert_eq!(snapshot.members.len(), 3);
     let mut responses = sync_responses(&effects);
     responses.sort_by_key(|(id, _)| *id);
@@ -213,12 +213,12 @@ fn last_member_timing_out_empties_the_group_and_persists_it() {
     assert!(!harness.group.has_member(&member_ids[0]));
     assert_eq!(
         effects,
-        vec![Effect::PersistGroup(GroupSnapshot {
+        vec![Effect::PersistGroup(GroupValue {
             protocol_type: "consumer".to_string(),
-            generation_id: generation_id + 1,
-            protocol_name: None,
-            leader_id: None,
-            current_state_timestamp_ms: harness.now_ms,
+            generation: generation_id + 1,
+            protocol: None,
+            leader: None,
+            current_state_timestamp_ms: harness.now_ms as i64,
             members: vec![],
         })]
     );

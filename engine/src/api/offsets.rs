@@ -123,18 +123,23 @@ pub async fn offset_commit(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// Fetches one group's offsets from its coordinator.
+/// Fetches one group's offsets from its coordinator, grouped by topic in first-seen
+/// order; a group-level failure is its error code with no offsets.
 async fn fetch_group(
     shard: &Rc<Shard>,
     group_id: String,
     wanted: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<Vec<FetchedOffset>, i16> {
+) -> (i16, Vec<TopicOffsets>) {
     let key = group_id.clone();
-    on_coordinator(shard, &group_id, move |coordinator| async move {
+    let result = on_coordinator(shard, &group_id, move |coordinator| async move {
         coordinator.groups.fetch(&key, wanted)
     })
     .await
-    .and_then(|result| result)
+    .and_then(|result| result);
+    match result {
+        Ok(offsets) => (0, by_topic(offsets)),
+        Err(code) => (code, Vec::new()),
+    }
 }
 
 /// One topic's fetched offsets: (topic, [(partition, committed offset)]).
@@ -152,15 +157,34 @@ fn by_topic(offsets: Vec<FetchedOffset>) -> Vec<TopicOffsets> {
     topics
 }
 
-fn offset_fields(value: &Option<OffsetValue>, version: i16) -> (i64, i32, String) {
-    match value {
-        Some(value) => (
-            value.offset,
-            if version >= 5 { value.leader_epoch } else { -1 },
-            value.metadata.clone(),
-        ),
-        None => (-1, -1, String::new()),
-    }
+/// Builds the response topics for either OffsetFetch layout (v0–7 and v8+ use
+/// different generated types with the same fields).
+fn response_topics<P, T>(
+    topics: Vec<TopicOffsets>,
+    version: i16,
+    partition: impl Fn(i32, i64, i32, StrBytes) -> P,
+    topic: impl Fn(TopicName, Vec<P>) -> T,
+) -> Vec<T> {
+    topics
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, value)| {
+                    let (offset, epoch, metadata) = match value {
+                        Some(value) => (
+                            value.offset,
+                            if version >= 5 { value.leader_epoch } else { -1 },
+                            value.metadata,
+                        ),
+                        None => (-1, -1, String::new()),
+                    };
+                    partition(index, offset, epoch, StrBytes::from_string(metadata))
+                })
+                .collect();
+            topic(TopicName(StrBytes::from_string(name)), partitions)
+        })
+        .collect()
 }
 
 pub async fn offset_fetch(
@@ -177,30 +201,23 @@ pub async fn offset_fetch(
                     .map(|topic| (topic.name.0.to_string(), topic.partition_indexes.clone()))
                     .collect()
             });
-            let result = fetch_group(shard, group.group_id.0.to_string(), wanted).await;
-            let (code, offsets) = match result {
-                Ok(offsets) => (0, offsets),
-                Err(code) => (code, Vec::new()),
-            };
-            let topics = by_topic(offsets)
-                .into_iter()
-                .map(|(topic, partitions)| {
-                    let partitions = partitions
-                        .into_iter()
-                        .map(|(partition, value)| {
-                            let (offset, epoch, metadata) = offset_fields(&value, version);
-                            OffsetFetchResponsePartitions::default()
-                                .with_partition_index(partition)
-                                .with_committed_offset(offset)
-                                .with_committed_leader_epoch(epoch)
-                                .with_metadata(Some(StrBytes::from_string(metadata)))
-                        })
-                        .collect();
+            let (code, offsets) = fetch_group(shard, group.group_id.0.to_string(), wanted).await;
+            let topics = response_topics(
+                offsets,
+                version,
+                |index, offset, epoch, metadata| {
+                    OffsetFetchResponsePartitions::default()
+                        .with_partition_index(index)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(metadata))
+                },
+                |name, partitions| {
                     OffsetFetchResponseTopics::default()
-                        .with_name(TopicName(StrBytes::from_string(topic)))
+                        .with_name(name)
                         .with_partitions(partitions)
-                })
-                .collect();
+                },
+            );
             groups.push(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(group.group_id)
@@ -216,32 +233,25 @@ pub async fn offset_fetch(
             .map(|topic| (topic.name.0.to_string(), topic.partition_indexes.clone()))
             .collect()
     });
-    let result = fetch_group(shard, request.group_id.0.to_string(), wanted).await;
-    let (code, offsets) = match result {
-        Ok(offsets) => (0, offsets),
-        Err(code) => (code, Vec::new()),
-    };
-    let topics = by_topic(offsets)
-        .into_iter()
-        .map(|(topic, partitions)| {
-            let partitions = partitions
-                .into_iter()
-                .map(|(partition, value)| {
-                    let (offset, epoch, metadata) = offset_fields(&value, version);
-                    // v0–1 have no top-level error: the group's error goes on each partition.
-                    OffsetFetchResponsePartition::default()
-                        .with_partition_index(partition)
-                        .with_committed_offset(offset)
-                        .with_committed_leader_epoch(epoch)
-                        .with_metadata(Some(StrBytes::from_string(metadata)))
-                        .with_error_code(if version < 2 { code } else { 0 })
-                })
-                .collect();
+    let (code, offsets) = fetch_group(shard, request.group_id.0.to_string(), wanted).await;
+    let topics = response_topics(
+        offsets,
+        version,
+        |index, offset, epoch, metadata| {
+            // v0–1 have no top-level error: the group's error goes on each partition.
+            OffsetFetchResponsePartition::default()
+                .with_partition_index(index)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(epoch)
+                .with_metadata(Some(metadata))
+                .with_error_code(if version < 2 { code } else { 0 })
+        },
+        |name, partitions| {
             OffsetFetchResponseTopic::default()
-                .with_name(TopicName(StrBytes::from_string(topic)))
+                .with_name(name)
                 .with_partitions(partitions)
-        })
-        .collect();
+        },
+    );
     let response = OffsetFetchResponse::default().with_topics(topics);
     if version >= 2 {
         response.with_error_code(code)

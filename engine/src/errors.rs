@@ -2,6 +2,7 @@
 
 use kafka_protocol::error::ResponseError;
 use weir_storage::StorageError;
+use weir_storage::producer_state::ProducerStateError;
 
 /// Kafka's "no error".
 pub const NONE: i16 = 0;
@@ -13,6 +14,14 @@ pub fn storage_error_code(error: &StorageError) -> i16 {
         StorageError::UnsupportedMagic { .. } => ResponseError::InvalidRecord.code(),
         StorageError::BatchTooLarge { .. } => ResponseError::MessageTooLarge.code(),
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+        StorageError::InvalidRecord { .. } => ResponseError::InvalidRecord.code(),
+        StorageError::InvalidTxnState { .. } => ResponseError::InvalidTxnState.code(),
+        StorageError::Producer(ProducerStateError::StaleEpoch { .. }) => {
+            ResponseError::InvalidProducerEpoch.code()
+        }
+        StorageError::Producer(ProducerStateError::OutOfOrderSequence { .. }) => {
+            ResponseError::OutOfOrderSequenceNumber.code()
+        }
         StorageError::Io { .. } | StorageError::MalformedFile { .. } => {
             ResponseError::KafkaStorageError.code()
         }

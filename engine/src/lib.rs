@@ -24,6 +24,7 @@ pub mod event;
 pub mod group;
 pub mod metadata;
 pub mod partition;
+pub mod producer_ids;
 pub mod routing;
 pub mod server;
 pub mod shard;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::sync::RwLock;
+use weir_storage::producer_state::ProducerEntry;
 use weir_storage::{AppendInfo, LogConfig, PartitionLog, ReadResult, StorageError};
 
 use crate::event::Event;
@@ -88,6 +89,11 @@ impl Partition {
         }
         let before = log.log_end_offset();
         let info = log.append(records, now_ms, 0).await?;
+        if info.duplicate {
+            assert!(info.last_offset < before, "a duplicate was written before");
+            assert_eq!(log.log_end_offset(), before, "a duplicate writes nothing");
+            return Ok(info);
+        }
         assert_eq!(
             info.base_offset, before,
             "offsets are assigned from the log end"
@@ -154,6 +160,18 @@ impl Partition {
         Ok(())
     }
 
+    /// The idempotent producers of this partition, for DescribeProducers.
+    pub async fn producers(&self) -> Result<Vec<ProducerEntry>, StorageError> {
+        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        Ok(log.producers().entries().into_iter().cloned().collect())
+    }
+
+    /// Forgets producers idle for `producer.id.expiration.ms`; returns how many.
+    pub async fn remove_expired_producers(&self, now_ms: i64) -> Result<usize, StorageError> {
+        let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
+        Ok(log.remove_expired_producers(now_ms))
+    }
+
     pub async fn set_config(&self, config: LogConfig) -> Result<(), StorageError> {
         let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
         log.set_config(config);
@@ -167,6 +185,8 @@ impl Partition {
             return Ok(());
         }
         log.flush().await?;
+        // After the flush: the snapshot must not describe data that is not yet durable.
+        log.snapshot_producers()?;
         self.recovery_point.set(log.recovery_point());
         drop(log);
         self.appended.notify_all();

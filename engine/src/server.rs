@@ -28,7 +28,7 @@ use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use weir_storage::{checkpoint, meta};
 
 use crate::config::BrokerConfig;
@@ -235,6 +235,7 @@ async fn shard_main(
     }
     glommio::spawn_local(crate::group::driver::tick_loop(shard.clone())).detach();
     glommio::spawn_local(crate::group::expiry::expiry_loop(shard.clone())).detach();
+    glommio::spawn_local(producer_expiry_loop(shard.clone())).detach();
     if id == 0 {
         glommio::spawn_local(checkpoint_loop(shard.clone())).detach();
     }
@@ -309,6 +310,30 @@ async fn flush_loop(shard: Rc<Shard>, interval_ms: u64) {
                 && let Err(error) = partition.flush().await
             {
                 warn!(shard = shard.id, topic = %partition.topic, partition = partition.index, %error, "periodic flush failed");
+            }
+        }
+    }
+}
+
+/// Forgets idle idempotent producers (`producer.id.expiration.ms`) every
+/// `producer.id.expiration.check.interval.ms`.
+async fn producer_expiry_loop(shard: Rc<Shard>) {
+    let interval = Duration::from_millis(shard.config.producer_id_expiration_check_interval_ms);
+    loop {
+        let sleep = glommio::timer::sleep(interval);
+        let shutdown = shard.shutdown.listen();
+        futures::pin_mut!(sleep, shutdown);
+        if let futures::future::Either::Right(_) = futures::future::select(sleep, shutdown).await {
+            return;
+        }
+        let now_ms = crate::group::driver::now_ms() as i64;
+        for partition in shard.local_partitions() {
+            match partition.remove_expired_producers(now_ms).await {
+                Ok(0) => {}
+                Ok(removed) => debug!(shard = shard.id, topic = %partition.topic,
+                    partition = partition.index, removed, "expired idle producers"),
+                Err(error) => warn!(shard = shard.id, topic = %partition.topic,
+                    partition = partition.index, %error, "could not expire producers"),
             }
         }
     }

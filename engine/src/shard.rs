@@ -29,6 +29,7 @@ use crate::event::Event;
 use crate::group::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::metadata::{ClusterMetadata, TopicMetadata, partition_dir};
 use crate::partition::Partition;
+use crate::producer_ids::{ProducerIdBlocks, ProducerIdCache};
 use crate::routing::shard_for;
 
 /// Capacity of each shard-to-shard channel: enough to keep a busy pair of shards
@@ -75,6 +76,10 @@ pub struct Shard {
     /// The groups this shard coordinates (those of the `__consumer_offsets`
     /// partitions it owns).
     pub groups: GroupCoordinator,
+    /// This shard's block of producer ids for InitProducerId.
+    pub producer_ids: ProducerIdCache,
+    /// Producer id blocks; only used on the controller shard.
+    pub producer_id_blocks: ProducerIdBlocks,
 }
 
 /// What one partition contributes to the per-log-dir checkpoint files.
@@ -109,6 +114,8 @@ impl Shard {
             connections: glommio::sync::Gate::new(),
             exit: Event::new(),
             groups: GroupCoordinator::default(),
+            producer_ids: ProducerIdCache::default(),
+            producer_id_blocks: ProducerIdBlocks::default(),
         })
     }
 

@@ -99,6 +99,8 @@ fn every_advertised_api_version_answers_correctly() {
         ApiKey::DescribeGroups,
         ApiKey::DeleteGroups,
         ApiKey::OffsetDelete,
+        ApiKey::InitProducerId,
+        ApiKey::DescribeProducers,
     ];
     assert_eq!(apis.len(), expected_keys.len(), "{apis:?}");
     let range = |key: ApiKey| {

@@ -489,6 +489,18 @@ pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Stamps an idempotent producer's id, epoch and base sequence into one whole batch
+/// (as the producer itself would have) and recomputes the CRC. For tests and load tools.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequence: i32) {
+    assert!(batch.len() >= HEADER_BYTES);
+    batch[OFFSET_PRODUCER_ID..OFFSET_PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+    batch[OFFSET_PRODUCER_EPOCH..OFFSET_PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+    batch[OFFSET_BASE_SEQUENCE..OFFSET_BASE_SEQUENCE + 4]
+        .copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..]);
+    batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 mod compression;
 mod encode;
 mod max_timestamp;

@@ -10,6 +10,10 @@
 //! | `UnsupportedMagic`   | INVALID_RECORD (87)                    |
 //! | `BatchTooLarge`      | MESSAGE_TOO_LARGE (10)                 |
 //! | `OffsetOutOfRange`   | OFFSET_OUT_OF_RANGE (1)                |
+//! | `InvalidRecord`      | INVALID_RECORD (87)                    |
+//! | `InvalidTxnState`    | INVALID_TXN_STATE (48)                 |
+//! | `Producer(StaleEpoch)` | INVALID_PRODUCER_EPOCH (47)          |
+//! | `Producer(OutOfOrderSequence)` | OUT_OF_ORDER_SEQUENCE_NUMBER (45) |
 //! | `Io`, `MalformedFile`| KAFKA_STORAGE_ERROR (56)               |
 
 use std::path::PathBuf;
@@ -40,6 +44,20 @@ pub enum StorageError {
         log_start: i64,
         log_end: i64,
     },
+
+    /// A well-formed batch that breaks a produce rule (one batch per idempotent request).
+    #[error("invalid record batch: {reason}")]
+    InvalidRecord { reason: String },
+
+    /// A transactional batch, but this broker has no transaction for it.
+    #[error(
+        "producer {producer_id} sent a transactional batch, but transactions are not supported by this broker yet"
+    )]
+    InvalidTxnState { producer_id: i64 },
+
+    /// An idempotent batch refused by its producer's sequence or epoch state.
+    #[error(transparent)]
+    Producer(#[from] crate::producer_state::ProducerStateError),
 
     /// An operating-system I/O call failed.
     #[error("could not {op} {path}")]

@@ -44,6 +44,7 @@ pub mod error;
 pub mod index;
 pub mod log;
 pub mod meta;
+mod producer_snapshots;
 pub mod producer_state;
 mod recovery;
 mod segment;

@@ -14,6 +14,11 @@ use bytes::Bytes;
 use crate::batch::{self, BatchHeader, HEADER_BYTES, validate_batches, walk_records};
 use crate::checkpoint::{sync_dir, write_leader_epoch_checkpoint};
 use crate::error::StorageError;
+use crate::producer_snapshots;
+use crate::producer_state::{
+    NO_PRODUCER_ID, PRODUCER_ID_EXPIRATION_MS_DEFAULT, ProducerBatch, ProducerStateTable,
+    SequenceCheck,
+};
 use crate::recovery::{LoadedLog, load_log};
 use crate::segment::Segment;
 
@@ -55,6 +60,8 @@ pub struct LogConfig {
     pub flush_interval_ms: Option<u64>,
     /// `message.timestamp.type=LogAppendTime`.
     pub log_append_time: bool,
+    /// `producer.id.expiration.ms`: idle producers are forgotten after this long.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -68,6 +75,7 @@ impl Default for LogConfig {
             flush_interval_messages: u64::MAX,
             flush_interval_ms: None,
             log_append_time: false,
+            producer_id_expiration_ms: PRODUCER_ID_EXPIRATION_MS_DEFAULT,
         }
     }
 }
@@ -106,6 +114,9 @@ pub struct AppendInfo {
     pub record_count: u64,
     /// Whether this append ended with an fdatasync (flush_interval_messages reached).
     pub flushed: bool,
+    /// The batch was a retry of one already written by its idempotent producer: nothing
+    /// was written and the offsets are the original ones.
+    pub duplicate: bool,
 }
 
 /// Whole batches read from the log.
@@ -129,6 +140,10 @@ pub struct PartitionLog {
     dir_dirty: bool,
     /// (epoch, start offset), increasing in both.
     leader_epochs: Vec<(i32, i64)>,
+    /// Idempotent producers' sequence state, as of the log end.
+    producers: ProducerStateTable,
+    /// Offset of the newest producer snapshot on disk.
+    latest_snapshot_offset: Option<i64>,
 }
 
 impl PartitionLog {
@@ -186,7 +201,7 @@ impl PartitionLog {
         if dir_dirty {
             sync_dir(&dir)?;
         }
-        let log = PartitionLog {
+        let mut log = PartitionLog {
             dir,
             config,
             segments,
@@ -196,7 +211,10 @@ impl PartitionLog {
             records_since_flush: 0,
             dir_dirty: false,
             leader_epochs,
+            producers: ProducerStateTable::default(),
+            latest_snapshot_offset: None,
         };
+        log.load_producer_state().await?;
         Ok((log, report))
     }
 
@@ -240,6 +258,61 @@ impl PartitionLog {
     pub fn leader_epochs(&self) -> &[(i32, i64)] {
         &self.leader_epochs
     }
+    /// The idempotent producers known to this partition.
+    pub fn producers(&self) -> &ProducerStateTable {
+        &self.producers
+    }
+
+    /// Loads the newest usable producer snapshot and replays the batches after it (from
+    /// the log start without one), then forgets expired producers.
+    async fn load_producer_state(&mut self) -> Result<(), StorageError> {
+        let now = now_ms();
+        let expiration_ms = self.config.producer_id_expiration_ms;
+        let (table, snapshot_offset) =
+            producer_snapshots::load(&self.dir, self.log_end_offset(), now, expiration_ms)?;
+        self.producers = table;
+        self.latest_snapshot_offset = snapshot_offset;
+        let from = snapshot_offset.unwrap_or(self.log_start_offset);
+        let first = self.segment_index_for(from);
+        let producers = &mut self.producers;
+        for segment in &self.segments[first..] {
+            let (_, position) = segment.state.offset_index.lookup(from);
+            segment
+                .scan_headers(u64::from(position), |header| {
+                    if header.last_offset() >= from
+                        && header.producer_id() != NO_PRODUCER_ID
+                        && !header.is_control()
+                    {
+                        producers.apply(&producer_batch(header), header.last_offset());
+                    }
+                    false
+                })
+                .await?;
+        }
+        self.producers.remove_expired(now, expiration_ms);
+        Ok(())
+    }
+
+    /// Forgets producers idle for `producer_id_expiration_ms`; returns how many.
+    pub fn remove_expired_producers(&mut self, now_ms: i64) -> usize {
+        self.producers
+            .remove_expired(now_ms, self.config.producer_id_expiration_ms)
+    }
+
+    /// Writes the producer snapshot for the current log end, unless one exists already
+    /// or there is nothing to replay without one (an empty table at the log start).
+    /// Called at roll and close; owners that keep the log open call it at shutdown.
+    pub fn snapshot_producers(&mut self) -> Result<(), StorageError> {
+        let log_end_offset = self.log_end_offset();
+        let nothing_to_replay =
+            self.producers.is_empty() && log_end_offset == self.log_start_offset;
+        if self.latest_snapshot_offset == Some(log_end_offset) || nothing_to_replay {
+            return Ok(());
+        }
+        producer_snapshots::write(&self.dir, log_end_offset, &self.producers)?;
+        self.latest_snapshot_offset = Some(log_end_offset);
+        Ok(())
+    }
 
     fn active(&self) -> &Segment {
         self.segments
@@ -258,13 +331,27 @@ impl PartitionLog {
         leader_epoch: i32,
     ) -> Result<AppendInfo, StorageError> {
         let infos = validate_batches(&records, self.config.max_message_bytes)?;
-        let mut buffer = records.to_vec();
-        let base_offset = self.log_end_offset();
         let log_append_time_ms = if self.config.log_append_time {
             now_ms
         } else {
             -1
         };
+        if let Some(original) = self.check_producer(&records, &infos)? {
+            return Ok(AppendInfo {
+                base_offset: original.first_offset(),
+                last_offset: original.last_offset,
+                log_append_time_ms: if self.config.log_append_time {
+                    original.timestamp
+                } else {
+                    -1
+                },
+                record_count: 0,
+                flushed: false,
+                duplicate: true,
+            });
+        }
+        let mut buffer = records.to_vec();
+        let base_offset = self.log_end_offset();
         let mut next_offset = base_offset;
         let mut record_count = 0u64;
         let mut batches = Vec::with_capacity(infos.len());
@@ -289,6 +376,9 @@ impl PartitionLog {
             validate_batches(&buffer, u32::MAX).is_ok(),
             "stamping keeps batches valid"
         );
+        let written_by_producer = batch::iterate_batches(&buffer)
+            .find(|(_, header)| header.producer_id() != NO_PRODUCER_ID)
+            .map(|(_, header)| (producer_batch(&header), header.last_offset()));
 
         self.maybe_roll(now_ms, buffer.len() as u64, last_offset)
             .await?;
@@ -321,6 +411,9 @@ impl PartitionLog {
             .append(buffer, &batches, index_interval_bytes)
             .await?;
         assert_eq!(self.log_end_offset(), last_offset + 1);
+        if let Some((producer, batch_last_offset)) = written_by_producer {
+            self.producers.apply(&producer, batch_last_offset);
+        }
 
         self.records_since_flush += record_count;
         let flushed = self.records_since_flush >= self.config.flush_interval_messages;
@@ -333,7 +426,48 @@ impl PartitionLog {
             log_append_time_ms,
             record_count,
             flushed,
+            duplicate: false,
         })
+    }
+
+    /// Kafka's producer checks for a client append: an idempotent batch must come alone
+    /// (as Kafka requires of every produce v3+ request), must not be transactional (no
+    /// transactions yet), and must continue its producer's sequence. Returns the
+    /// original batch when this one is a retry of it.
+    fn check_producer(
+        &self,
+        records: &[u8],
+        infos: &[batch::BatchInfo],
+    ) -> Result<Option<crate::producer_state::BatchMetadata>, StorageError> {
+        let headers = infos
+            .iter()
+            .map(|info| BatchHeader::new(&records[info.position..]).expect("validated"));
+        let mut idempotent = None;
+        for header in headers {
+            if header.is_transactional() {
+                return Err(StorageError::InvalidTxnState {
+                    producer_id: header.producer_id(),
+                });
+            }
+            if header.producer_id() != NO_PRODUCER_ID {
+                idempotent = Some(header);
+            }
+        }
+        let Some(header) = idempotent else {
+            return Ok(None);
+        };
+        if infos.len() > 1 {
+            return Err(StorageError::InvalidRecord {
+                reason: format!(
+                    "an idempotent produce request must carry exactly one record batch per partition, got {}",
+                    infos.len()
+                ),
+            });
+        }
+        match self.producers.check(&producer_batch(&header))? {
+            SequenceCheck::Append => Ok(None),
+            SequenceCheck::Duplicate(original) => Ok(Some(original)),
+        }
     }
 
     async fn maybe_roll(
@@ -373,6 +507,7 @@ impl PartitionLog {
             return Ok(()); // Kafka never rolls an empty segment.
         }
         active.seal().await?;
+        self.snapshot_producers()?;
         let segment = Segment::create(
             &self.dir,
             base_offset,
@@ -572,9 +707,10 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Flushes and closes all files.
+    /// Flushes, snapshots the producer state and closes all files.
     pub async fn close(mut self) -> Result<(), StorageError> {
         self.flush().await?;
+        self.snapshot_producers()?;
         for segment in self.segments.drain(..) {
             segment.close().await?;
         }
@@ -651,6 +787,17 @@ fn first_record_at_or_after(
     hit
 }
 
+/// The producer fields of a written (or validated) batch header.
+fn producer_batch(header: &BatchHeader<'_>) -> ProducerBatch {
+    ProducerBatch {
+        producer_id: header.producer_id(),
+        epoch: header.producer_epoch(),
+        first_sequence: header.base_sequence(),
+        offset_delta: header.last_offset_delta(),
+        max_timestamp: header.max_timestamp(),
+    }
+}
+
 /// Wall-clock milliseconds since the epoch.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -661,3 +808,7 @@ pub(crate) fn now_ms() -> i64 {
 #[cfg(test)]
 #[path = "log_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "log_producer_tests.rs"]
+mod producer_tests;

@@ -190,7 +190,10 @@ impl ProducerStateTable {
     /// Checks a client batch against the producer's state (Kafka's duplicate lookup,
     /// `checkProducerEpoch` and `checkSequence`, in that order).
     pub fn check(&self, batch: &ProducerBatch) -> Result<SequenceCheck, ProducerStateError> {
-        assert!(batch.producer_id != NO_PRODUCER_ID, "only idempotent batches are checked");
+        assert!(
+            batch.producer_id != NO_PRODUCER_ID,
+            "only idempotent batches are checked"
+        );
         let Some(entry) = self.producers.get(&batch.producer_id) else {
             return Ok(SequenceCheck::Append);
         };
@@ -232,7 +235,10 @@ impl ProducerStateTable {
     /// Records a written batch (client append or log replay); `last_offset` is the
     /// offset of its last record.
     pub fn apply(&mut self, batch: &ProducerBatch, last_offset: i64) {
-        assert!(batch.producer_id != NO_PRODUCER_ID, "only idempotent batches are recorded");
+        assert!(
+            batch.producer_id != NO_PRODUCER_ID,
+            "only idempotent batches are recorded"
+        );
         assert!(batch.offset_delta >= 0, "a batch holds at least one offset");
         let entry = self
             .producers
@@ -376,7 +382,8 @@ impl ProducerStateTable {
 }
 
 fn is_expired(entry: &ProducerEntry, now_ms: i64, expiration_ms: i64) -> bool {
-    entry.current_txn_first_offset < 0 && now_ms.saturating_sub(entry.last_timestamp) >= expiration_ms
+    entry.current_txn_first_offset < 0
+        && now_ms.saturating_sub(entry.last_timestamp) >= expiration_ms
 }
 
 /// Big-endian reads from a slice whose length the caller checked.

@@ -28,7 +28,10 @@ fn an_unknown_producer_may_start_at_any_sequence() {
     let table = ProducerStateTable::default();
     assert_eq!(table.check(&batch(7, 0, 0, 3)), Ok(SequenceCheck::Append));
     // KIP-360: state lost to expiry or retention is not an error.
-    assert_eq!(table.check(&batch(7, 3, 4_711, 3)), Ok(SequenceCheck::Append));
+    assert_eq!(
+        table.check(&batch(7, 3, 4_711, 3)),
+        Ok(SequenceCheck::Append)
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ mod list_offsets;
 mod metadata;
 mod offsets;
 mod produce;
+mod producers;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -110,6 +111,8 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    api(ApiKey::InitProducerId, 0, 5),
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 pub fn supported(key: ApiKey) -> Option<&'static ApiSupport> {
@@ -262,6 +265,16 @@ pub async fn dispatch(
             FindCoordinatorRequest,
             FindCoordinatorResponse,
             find_coordinator::handle
+        ),
+        ApiKey::InitProducerId => serve!(
+            InitProducerIdRequest,
+            InitProducerIdResponse,
+            producers::init_producer_id
+        ),
+        ApiKey::DescribeProducers => serve!(
+            DescribeProducersRequest,
+            DescribeProducersResponse,
+            producers::describe_producers
         ),
         ApiKey::ListOffsets => serve!(
             ListOffsetsRequest,

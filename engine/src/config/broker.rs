@@ -97,6 +97,8 @@ const KNOWN_KEYS: &[(&str, Option<&str>)] = &[
     ("group.min.session.timeout.ms", Some("6000")),
     ("group.max.session.timeout.ms", Some("1800000")),
     ("group.max.size", Some("2147483647")),
+    ("producer.id.expiration.ms", Some("86400000")),
+    ("producer.id.expiration.check.interval.ms", Some("600000")),
 ];
 
 /// Kafka keys accepted for compatibility that have no effect in weir yet (or ever:
@@ -165,6 +167,8 @@ pub struct BrokerConfig {
     pub flush_interval_ms: Option<u64>,
     /// Consumer-group and committed-offset settings.
     pub groups: GroupSettings,
+    /// `producer.id.expiration.check.interval.ms`: how often idle producers are dropped.
+    pub producer_id_expiration_check_interval_ms: u64,
     /// Every known key with its effective value and source (for DescribeConfigs).
     values: BTreeMap<String, (String, ConfigSource)>,
     /// Human-readable notes on unknown or ignored keys, logged at start-up.
@@ -340,6 +344,14 @@ impl BrokerConfig {
             ("log.flush.interval.messages", flush_messages),
             ("log.roll.ms", roll_ms),
             ("log.index.size.max.bytes", index_size_bytes),
+            (
+                "producer.id.expiration.ms",
+                number_i64("producer.id.expiration.ms")?,
+            ),
+            (
+                "producer.id.expiration.check.interval.ms",
+                number_i64("producer.id.expiration.check.interval.ms")?,
+            ),
         ] {
             if value < 1 {
                 return Err(invalid(key, &value.to_string(), "must be positive"));
@@ -354,7 +366,10 @@ impl BrokerConfig {
             flush_interval_messages: flush_messages as u64,
             flush_interval_ms: flush_interval_ms.map(|ms| ms.max(1) as u64),
             log_append_time: timestamp_type == "LogAppendTime",
+            producer_id_expiration_ms: number_i64("producer.id.expiration.ms")?,
         };
+        let producer_id_expiration_check_interval_ms =
+            number_i64("producer.id.expiration.check.interval.ms")?;
         let groups = GroupSettings {
             offsets_topic_partitions: parse_number::<i32>(
                 "offsets.topic.num.partitions",
@@ -422,6 +437,8 @@ impl BrokerConfig {
             flush_interval_ms: log_defaults.flush_interval_ms,
             log_defaults,
             groups,
+            producer_id_expiration_check_interval_ms: producer_id_expiration_check_interval_ms
+                as u64,
             values,
             warnings,
         })

@@ -10,9 +10,11 @@
 //!      ├── 00000000000000000000.index      8 B: relative offset u32 | position u32
 //!      ├── 00000000000000000000.timeindex 12 B: timestamp i64 | relative offset u32
 //!      ├── 00000000000000004711.log    ◄── active segment: appends go here
+//!      ├── 00000000000000004711.snapshot  idempotent producers' state below 4711
 //!      └── ...
 //!
 //!  append(bytes) ─► validate every batch (length, magic 2, CRC-32C, counts, size)
+//!                ─► idempotent producer? duplicate ─► original offsets; gap/stale epoch ─► error
 //!                ─► stamp baseOffset / leader epoch (outside the CRC), LogAppendTime (CRC recomputed)
 //!                ─► roll? ─► one io_uring write_at into the page cache ─► index entries
 //!                ─► fdatasync every flush_interval_messages ─► recovery point = log end

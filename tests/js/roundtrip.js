@@ -40,7 +40,12 @@ function record (seq) {
 }
 
 async function produce (kafka) {
-  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, idempotent: false })
+  // Idempotent (InitProducerId, sequence numbers); kafkajs requires one request in flight for it.
+  const producer = kafka.producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
+    idempotent: true,
+    maxInFlightRequests: 1
+  })
   // The same partitioner function the producer uses: it tells which partition each record went to.
   const partitioner = Partitioners.DefaultPartitioner()
   const partitionMetadata = Array.from({ length: partitions }, (_, i) => ({ partitionId: i, leader: 0 }))

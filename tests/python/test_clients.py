@@ -10,7 +10,8 @@ contiguous offsets from 0.
 Method: per client, a fresh broker, a 6-partition topic created with that
 client's admin API (kcat has none: confluent-kafka's AdminClient creates it),
 100,000 keyed records (1,000 distinct keys, values carrying their sequence
-number) produced with acks=all, then read back from the beginning of every
+number) produced with acks=all (kafka-python and kafkajs as idempotent
+producers, the Java client's default; librdkafka and kcat without), then read back from the beginning of every
 partition with manual assignment (weir has no consumer groups yet). Checks are
 in support.assert_roundtrip; delivery reports, where the client gives them,
 must agree with where each record was found.
@@ -65,7 +66,7 @@ def test_kafka_python_round_trips_100k_keyed_records(broker):
         admin.close()
 
     records = support.keyed_records(RECORDS, DISTINCT_KEYS)
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=False,
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", enable_idempotence=True,
                              linger_ms=5, batch_size=64 * 1024, request_timeout_ms=30_000)
     try:
         futures = [producer.send(topic, key=k, value=v) for k, v in records]

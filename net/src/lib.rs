@@ -15,6 +15,7 @@
 //! cannot grow memory without a bound; every decode error carries where it happened
 //! (`offset`, `need`, `have`), and a broken frame is fatal only to its connection.
 
+pub mod client;
 pub mod codec;
 pub mod frame;
 

@@ -104,6 +104,10 @@ fn idempotent_requests_carry_one_batch_and_transactional_batches_are_refused() {
             append(&mut log, Bytes::from(two)).await,
             Err(StorageError::InvalidRecord { .. })
         ));
+        assert!(matches!(
+            append(&mut log, idempotent(5, 0, -1, 1)).await,
+            Err(StorageError::InvalidRecord { .. })
+        ));
         let mut transactional = idempotent(5, 0, 0, 1).to_vec();
         transactional[crate::batch::OFFSET_ATTRIBUTES + 1] |= 0x10;
         let crc = crc32c::crc32c(&transactional[crate::batch::OFFSET_ATTRIBUTES..]);

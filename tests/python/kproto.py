@@ -668,3 +668,216 @@ def list_offsets(conn: Connection, topic: str, partition: int, timestamp: int,
             r.skip_tagged_fields()
     assert [(n, i) for n, i, *_ in results] == [(topic, partition)], results
     return results[0][2:]
+
+
+# --- Idempotent producer: InitProducerId (v0-5), DescribeProducers (v0), producer batches ---
+
+INIT_PRODUCER_ID = 22
+DESCRIBE_PRODUCERS = 61
+
+INVALID_REQUEST = 42
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+DUPLICATE_SEQUENCE_NUMBER = 46
+INVALID_PRODUCER_EPOCH = 47
+INVALID_TXN_STATE = 48
+INVALID_RECORD = 87
+
+TRANSACTIONAL_ATTRIBUTE = 0x10
+
+# Connection.request needs to know where these APIs switch to flexible headers.
+_FIRST_FLEXIBLE_VERSION.update({INIT_PRODUCER_ID: 2, DESCRIBE_PRODUCERS: 0})
+
+# Byte positions in a record batch v2 (from its baseOffset).
+_BATCH_CRC_AT = 17
+_BATCH_ATTRIBUTES_AT = 21
+_BATCH_PRODUCER_AT = 43  # producerId i64, producerEpoch i16, baseSequence i32
+
+
+def with_producer(batch: bytes, producer_id: int, producer_epoch: int, base_sequence: int,
+                  transactional: bool = False) -> bytes:
+    """A copy of one batch (as built by build_batch) with producer fields set and the CRC redone."""
+    data = bytearray(batch)
+    struct.pack_into(">qhi", data, _BATCH_PRODUCER_AT, producer_id, producer_epoch, base_sequence)
+    if transactional:
+        (attributes,) = struct.unpack_from(">h", data, _BATCH_ATTRIBUTES_AT)
+        struct.pack_into(">h", data, _BATCH_ATTRIBUTES_AT, attributes | TRANSACTIONAL_ATTRIBUTE)
+    struct.pack_into(">I", data, _BATCH_CRC_AT, crc32c(bytes(data[_BATCH_ATTRIBUTES_AT:])))
+    return bytes(data)
+
+
+def build_idempotent_batch(records: list[tuple[bytes | None, bytes | None, int]], producer_id: int,
+                           producer_epoch: int, base_sequence: int, transactional: bool = False) -> bytes:
+    """build_batch for an idempotent (or, with transactional, a transactional) producer."""
+    return with_producer(build_batch(records), producer_id, producer_epoch, base_sequence, transactional)
+
+
+def encode_init_producer_id_request(version: int, transactional_id: str | None = None,
+                                    transaction_timeout_ms: int = 60_000, producer_id: int = -1,
+                                    producer_epoch: int = -1) -> bytes:
+    assert 0 <= version <= 5
+    flexible = version >= 2
+    w = Writer()
+    w.compact_string(transactional_id) if flexible else w.string(transactional_id)
+    w.int32(transaction_timeout_ms)
+    if version >= 3:
+        w.int64(producer_id).int16(producer_epoch)
+    if flexible:
+        w.tagged_fields()
+    return w.getvalue()
+
+
+@dataclasses.dataclass
+class InitProducerIdResponse:
+    error_code: int
+    producer_id: int
+    producer_epoch: int
+
+
+def decode_init_producer_id_response(r: Reader, version: int) -> InitProducerIdResponse:
+    r.int32()  # throttle_time_ms
+    out = InitProducerIdResponse(r.int16(), r.int64(), r.int16())
+    if version >= 2:
+        r.skip_tagged_fields()
+    if r.remaining():
+        raise DecodeError(f"{r.remaining()} bytes after an InitProducerId v{version} response")
+    return out
+
+
+def init_producer_id(conn: Connection, version: int = 4, transactional_id: str | None = None,
+                     **fields) -> InitProducerIdResponse:
+    body = encode_init_producer_id_request(version, transactional_id, **fields)
+    return decode_init_producer_id_response(conn.request(INIT_PRODUCER_ID, version, body), version)
+
+
+def encode_describe_producers_request(partitions: dict[str, list[int]]) -> bytes:
+    """DescribeProducers v0 (flexible) for {topic: [partition, ...]}."""
+    w = Writer().array_len(len(partitions), True)
+    for topic, indexes in partitions.items():
+        w.compact_string(topic).array_len(len(indexes), True)
+        for index in indexes:
+            w.int32(index)
+        w.tagged_fields()
+    return w.tagged_fields().getvalue()
+
+
+@dataclasses.dataclass(frozen=True)
+class ProducerState:
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int
+    last_timestamp: int
+    coordinator_epoch: int
+    current_txn_start_offset: int
+
+
+@dataclasses.dataclass
+class DescribeProducersPartition:
+    topic: str
+    partition: int
+    error_code: int
+    error_message: str | None
+    active_producers: list[ProducerState]
+
+
+def decode_describe_producers_response(r: Reader) -> list[DescribeProducersPartition]:
+    r.int32()  # throttle_time_ms
+    out = []
+    for _ in range(r.array_len(True)):
+        topic = r.compact_string()
+        for _ in range(r.array_len(True)):
+            partition, error_code, message = r.int32(), r.int16(), r.compact_string()
+            producers = []
+            for _ in range(r.array_len(True)):
+                producers.append(ProducerState(r.int64(), r.int32(), r.int32(), r.int64(), r.int32(), r.int64()))
+                r.skip_tagged_fields()
+            r.skip_tagged_fields()
+            out.append(DescribeProducersPartition(topic, partition, error_code, message, producers))
+        r.skip_tagged_fields()
+    r.skip_tagged_fields()
+    if r.remaining():
+        raise DecodeError(f"{r.remaining()} bytes after a DescribeProducers v0 response")
+    return out
+
+
+def describe_producers(conn: Connection, partitions: dict[str, list[int]]) -> list[DescribeProducersPartition]:
+    r = conn.request(DESCRIBE_PRODUCERS, 0, encode_describe_producers_request(partitions))
+    return decode_describe_producers_response(r)
+
+
+@dataclasses.dataclass
+class ProduceRequestSeen:
+    version: int
+    correlation_id: int
+    acks: int
+    partitions: list[tuple[str, int, bytes]]  # (topic, partition, records)
+
+
+def decode_produce_request(frame: bytes) -> ProduceRequestSeen | None:
+    """A request frame (size prefix removed): the Produce request it holds, None for other APIs.
+
+    Versions 3-11 (topics by name)."""
+    r = Reader(frame)
+    api_key, version = r.int16(), r.int16()
+    if api_key != PRODUCE:
+        return None
+    if not 3 <= version <= 11:
+        raise DecodeError(f"Produce v{version} is not decoded here")
+    flexible = version >= 9
+    correlation_id = r.int32()
+    r.string()  # client_id: a plain nullable string even in header v2
+    if flexible:
+        r.skip_tagged_fields()
+    r.compact_string() if flexible else r.string()  # transactional_id
+    acks = r.int16()
+    r.int32()  # timeout_ms
+    out = []
+    for _ in range(r.array_len(flexible)):
+        topic = r.compact_string() if flexible else r.string()
+        for _ in range(r.array_len(flexible)):
+            partition = r.int32()
+            records = r.compact_bytes() if flexible else r.bytes_()
+            if flexible:
+                r.skip_tagged_fields()
+            out.append((topic, partition, records or b""))
+        if flexible:
+            r.skip_tagged_fields()
+    return ProduceRequestSeen(version, correlation_id, acks, out)
+
+
+def decode_produce_response_frame(frame: bytes, version: int) -> list[ProducePartitionResponse]:
+    """A Produce response frame (size prefix removed; header and body) of a request at `version`."""
+    r = Reader(frame)
+    r.int32()  # correlation_id
+    if version >= 9:
+        r.skip_tagged_fields()
+    return decode_produce_response(r, version)
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotEntry:
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int
+    last_offset: int
+    offset_delta: int
+    timestamp: int
+    coordinator_epoch: int
+    current_txn_first_offset: int
+
+
+def read_producer_snapshot(path) -> list[SnapshotEntry]:
+    """Kafka's `<offset>.snapshot` (ProducerSnapshot v1): version i16 = 1, CRC-32C u32 of the
+    rest, then an i32-counted array of producer entries; raises on any deviation."""
+    with open(path, "rb") as f:
+        data = f.read()
+    r = Reader(data)
+    version, crc = r.int16(), r.uint32()
+    if version != 1:
+        raise DecodeError(f"{path}: snapshot version {version}")
+    if crc32c(data[6:]) != crc:
+        raise DecodeError(f"{path}: snapshot CRC mismatch")
+    entries = [SnapshotEntry(r.int64(), r.int16(), r.int32(), r.int64(), r.int32(), r.int64(), r.int32(), r.int64())
+               for _ in range(r.int32())]
+    if r.remaining():
+        raise DecodeError(f"{path}: {r.remaining()} bytes after the last snapshot entry")
+    return entries

@@ -83,6 +83,15 @@ impl PartitionLog {
         let Some(header) = idempotent else {
             return Ok(None);
         };
+        if header.base_sequence() < 0 {
+            return Err(StorageError::InvalidRecord {
+                reason: format!(
+                    "invalid sequence number {} in a record batch of producer {}",
+                    header.base_sequence(),
+                    header.producer_id()
+                ),
+            });
+        }
         if infos.len() > 1 {
             return Err(StorageError::InvalidRecord {
                 reason: format!(

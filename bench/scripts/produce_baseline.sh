@@ -4,6 +4,7 @@
 # CPU-seconds per GB ingested (utime+stime from /proc/PID/stat).
 #
 #   bench/scripts/produce_baseline.sh [records]     (default 2,000,000)
+#   KCAT_OPTS="-X enable.idempotence=true" bench/scripts/produce_baseline.sh   (extra producer settings)
 #
 # The machine is shared and noisy: compare runs made back to back, as ratios.
 set -euo pipefail
@@ -35,7 +36,8 @@ cpu() { awk '{print $14 + $15}' "/proc/$broker/stat"; }
 cpu_before=$(cpu)
 t0=$(date +%s.%N)
 kcat -b "127.0.0.1:$port" -P -t perf -p 0 -l "$work/input" \
-    -X acks=1 -X linger.ms=5 -X batch.num.messages=10000 -X queue.buffering.max.messages=1000000
+    -X acks=1 -X linger.ms=5 -X batch.num.messages=10000 -X queue.buffering.max.messages=1000000 \
+    ${KCAT_OPTS:-}
 t1=$(date +%s.%N)
 cpu_after=$(cpu)
 logged=$(kcat -b "127.0.0.1:$port" -Q -t perf:0:-1 2>/dev/null | awk '{print $NF}')

@@ -46,15 +46,22 @@ pub struct ProducerIdCache {
 pub type AllocationError = (i16, String);
 
 impl ProducerIdBlocks {
-    /// Reserves the next block, persisting its end before returning it. Synchronous on
-    /// purpose: no other allocation can interleave on the controller shard.
-    pub fn allocate(&self, log_dir: &Path) -> Result<(i64, i64), AllocationError> {
+    /// Whether no block was handed out since start-up yet.
+    pub fn is_first(&self) -> bool {
+        self.next_block_start.get().is_none()
+    }
+
+    /// Reserves the next block, persisting its end before returning it. `floor`: no id
+    /// below it may be handed out (ids the logs already hold). Synchronous on purpose:
+    /// no other allocation can interleave on the controller shard.
+    pub fn allocate(&self, log_dir: &Path, floor: i64) -> Result<(i64, i64), AllocationError> {
         let storage_error = |error: String| (ResponseError::KafkaStorageError.code(), error);
         let path = log_dir.join(PRODUCER_IDS_FILE);
         let start = match self.next_block_start.get() {
             Some(start) => start,
             None => read_next_block_start(&path).map_err(storage_error)?,
-        };
+        }
+        .max(floor);
         let end = start
             .checked_add(PRODUCER_ID_BLOCK_SIZE)
             .ok_or_else(|| storage_error("producer ids are exhausted".to_string()))?;
@@ -89,9 +96,14 @@ pub async fn next_producer_id(shard: &Rc<Shard>) -> Result<i64, AllocationError>
     if cache.next.get() >= cache.end.get() {
         let (start, end) = shard
             .invoke_on(CONTROLLER_SHARD, |controller: Rc<Shard>| async move {
+                let floor = if controller.producer_id_blocks.is_first() {
+                    largest_known_producer_id(&controller).await + 1
+                } else {
+                    0
+                };
                 controller
                     .producer_id_blocks
-                    .allocate(&controller.config.log_dirs[0])
+                    .allocate(&controller.config.log_dirs[0], floor)
             })
             .await
             .map_err(|gone| {
@@ -110,6 +122,28 @@ pub async fn next_producer_id(shard: &Rc<Shard>) -> Result<i64, AllocationError>
     Ok(id)
 }
 
+/// The largest producer id any open partition of any shard has state for (−1: none).
+async fn largest_known_producer_id(controller: &Rc<Shard>) -> i64 {
+    let per_shard = controller
+        .invoke_on_all(|shard: Rc<Shard>| async move {
+            let mut largest = -1;
+            for partition in shard.local_partitions() {
+                if let Ok(producers) = partition.producers().await {
+                    for producer in producers {
+                        largest = largest.max(producer.producer_id);
+                    }
+                }
+            }
+            largest
+        })
+        .await;
+    per_shard
+        .into_iter()
+        .filter_map(Result::ok)
+        .max()
+        .unwrap_or(-1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,13 +152,16 @@ mod tests {
     fn blocks_continue_after_a_restart_and_never_repeat() {
         let dir = tempfile::tempdir().expect("tempdir");
         let blocks = ProducerIdBlocks::default();
-        assert_eq!(blocks.allocate(dir.path()), Ok((0, 1000)));
-        assert_eq!(blocks.allocate(dir.path()), Ok((1000, 2000)));
+        assert_eq!(blocks.allocate(dir.path(), 0), Ok((0, 1000)));
+        assert_eq!(blocks.allocate(dir.path(), 0), Ok((1000, 2000)));
         // A restart reads the persisted end of the last block handed out.
         let restarted = ProducerIdBlocks::default();
-        assert_eq!(restarted.allocate(dir.path()), Ok((2000, 3000)));
+        assert_eq!(restarted.allocate(dir.path(), 0), Ok((2000, 3000)));
         let text = std::fs::read_to_string(dir.path().join(PRODUCER_IDS_FILE)).expect("read");
         assert_eq!(text, "next.producer.id.block.start=3000\n");
+        // Ids the logs already hold (an adopted Kafka log dir) are skipped.
+        let adopted = ProducerIdBlocks::default();
+        assert_eq!(adopted.allocate(dir.path(), 7_000), Ok((7_000, 8_000)));
     }
 
     #[test]
@@ -132,7 +169,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(PRODUCER_IDS_FILE), "garbage").expect("write");
         let (code, message) = ProducerIdBlocks::default()
-            .allocate(dir.path())
+            .allocate(dir.path(), 0)
             .expect_err("malformed");
         assert_eq!(code, ResponseError::KafkaStorageError.code());
         assert!(message.contains(PRODUCER_IDS_FILE), "{message}");

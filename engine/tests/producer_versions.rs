@@ -312,3 +312,36 @@ fn idle_producers_expire_after_producer_id_expiration_ms() {
         (0, 1)
     );
 }
+
+#[test]
+fn ids_start_above_the_producer_ids_already_in_the_logs() {
+    // As after adopting a Kafka log dir: the logs hold producer 50,000 before this
+    // broker ever handed out an id.
+    let mut broker = Broker::start(&[]);
+    let mut client = broker.connect();
+    let created: CreateTopicsResponse = client.call(
+        5,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("adopted")))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+            ])
+            .with_timeout_ms(10_000),
+    );
+    assert_eq!(created.topics[0].error_code, 0);
+    let records = idempotent_batch(50_000, 0, 0, 2);
+    assert_eq!(produce(&mut client, 9, "adopted", records), (0, 0));
+    broker.stop();
+    std::fs::remove_file(broker.log_dir().join("weir-producer-ids")).ok();
+    broker.restart();
+    let mut client = broker.connect();
+    let response = init_producer_id(&mut client, 4);
+    assert_eq!(response.error_code, 0);
+    assert!(
+        response.producer_id.0 > 50_000,
+        "handed out {} although the log holds producer 50000",
+        response.producer_id.0
+    );
+}

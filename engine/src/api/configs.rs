@@ -39,8 +39,8 @@ pub fn topic_config_entries(config: &BrokerConfig, topic: &TopicMetadata) -> Vec
             if let Some(value) = topic.configs.get(key.name) {
                 synonyms.push((key.name.to_string(), value.clone(), SOURCE_TOPIC));
             }
-            if let Some((broker_key, source)) = broker_source {
-                synonyms.push((broker_key.to_string(), broker_value.clone(), source.code()));
+            for (broker_key, value, source) in config.topic_synonyms(key) {
+                synonyms.push((broker_key.to_string(), value, source.code()));
             }
             let (value, source) = match topic.configs.get(key.name) {
                 Some(value) => (value.clone(), SOURCE_TOPIC),
@@ -158,4 +158,61 @@ pub async fn describe_configs(
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn topic_synonyms_list_every_set_broker_key_with_its_own_value() {
+        let config = BrokerConfig::load(
+            None,
+            std::iter::empty::<(String, String)>(),
+            &["log.retention.minutes=30".to_string()],
+        )
+        .expect("valid config");
+        let topic = TopicMetadata {
+            name: "orders".into(),
+            id: uuid::Uuid::nil(),
+            partitions: 1,
+            configs: BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
+            partition_dirs: vec![0],
+        };
+        let entries = topic_config_entries(&config, &topic);
+        let retention = entries
+            .iter()
+            .find(|entry| entry.name == "retention.ms")
+            .expect("listed");
+        assert_eq!(
+            (retention.value.as_str(), retention.source),
+            ("1000", SOURCE_TOPIC)
+        );
+        let synonyms: Vec<_> = retention
+            .synonyms
+            .iter()
+            .map(|(name, value, _)| format!("{name}={value}"))
+            .collect();
+        assert_eq!(
+            synonyms,
+            [
+                "retention.ms=1000",
+                "log.retention.minutes=30",
+                "log.retention.hours=168"
+            ]
+        );
+        // Without the topic override the effective value comes from the most specific key.
+        let plain = TopicMetadata {
+            configs: BTreeMap::new(),
+            ..topic
+        };
+        let entries = topic_config_entries(&config, &plain);
+        let retention = entries
+            .iter()
+            .find(|entry| entry.name == "retention.ms")
+            .expect("listed");
+        assert_eq!(retention.value, "1800000");
+    }
 }

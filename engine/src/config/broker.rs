@@ -462,6 +462,21 @@ impl BrokerConfig {
             .map(|(key, (value, source))| (key.as_str(), value.as_str(), *source))
     }
 
+    /// Every broker key behind a topic config that has a value, most specific first, with
+    /// its value as written (`log.retention.hours=168`), as Kafka lists synonyms.
+    pub fn topic_synonyms(
+        &self,
+        key: &super::TopicConfigKey,
+    ) -> Vec<(&'static str, String, ConfigSource)> {
+        key.broker_synonyms
+            .iter()
+            .filter_map(|synonym| {
+                self.value(synonym)
+                    .map(|(value, source)| (*synonym, value.to_string(), source))
+            })
+            .collect()
+    }
+
     /// The broker-level value that provides a topic config's default, with its broker key.
     pub fn topic_default(
         &self,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use weir_engine::cli;
 use weir_engine::config::BrokerConfig;
 
 #[derive(Parser)]
@@ -37,6 +38,18 @@ enum Command {
         #[arg(long)]
         shards: Option<usize>,
     },
+    /// Create, list, describe, alter and delete topics (kafka-topics.sh).
+    Topics(cli::topics::Args),
+    /// Produce lines from stdin (kafka-console-producer.sh).
+    Produce(cli::produce::Args),
+    /// Print records to stdout (kafka-console-consumer.sh).
+    Consume(cli::consume::Args),
+    /// List, describe, reset and delete consumer groups (kafka-consumer-groups.sh).
+    Groups(cli::groups::Args),
+    /// Describe and alter topic and broker configs (kafka-configs.sh).
+    Configs(cli::configs::Args),
+    /// Print segment, index and time index files (kafka-dump-log.sh).
+    DumpLog(cli::dump_log::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +62,12 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Topics(args) => cli::topics::run(args),
+        Command::Produce(args) => cli::produce::run(args),
+        Command::Consume(args) => cli::consume::run(args),
+        Command::Groups(args) => cli::groups::run(args),
+        Command::Configs(args) => cli::configs::run(args),
+        Command::DumpLog(args) => cli::dump_log::run(args),
         Command::Broker {
             config,
             overrides,

@@ -386,6 +386,13 @@ impl KafkaClient {
 
     /// The connection to the coordinator of consumer group `group`.
     pub fn coordinator(&mut self, group: &str) -> Result<&mut Connection, ClientError> {
+        let node_id = self.find_coordinator(group)?.node_id;
+        self.broker(node_id)
+    }
+
+    /// Asks FindCoordinator which broker coordinates consumer group `group` (tools print
+    /// it, as `kafka-consumer-groups.sh --describe --state` does); remembers its address.
+    pub fn find_coordinator(&mut self, group: &str) -> Result<BrokerAddress, ClientError> {
         let connection = self.any();
         let version = connection.version_of::<FindCoordinatorRequest>()?;
         let key = StrBytes::from_string(group.to_string());
@@ -424,15 +431,13 @@ impl KafkaClient {
             )?;
             (response.node_id.0, response.host.to_string(), response.port)
         };
-        self.brokers.insert(
+        let address = BrokerAddress {
             node_id,
-            BrokerAddress {
-                node_id,
-                host,
-                port,
-            },
-        );
-        self.broker(node_id)
+            host,
+            port,
+        };
+        self.brokers.insert(node_id, address.clone());
+        Ok(address)
     }
 }
 

@@ -205,6 +205,16 @@ pub fn check_batch_integrity(batch: &[u8], position: u64) -> Result<usize, Stora
     Ok(size)
 }
 
+/// The CRC-32C of one whole batch as it should be stored at `crc` (bytes 21..end): tools
+/// compare it with the stored one to print `isvalid`.
+pub fn computed_crc(batch: &[u8]) -> u32 {
+    assert!(
+        batch.len() >= HEADER_BYTES,
+        "a batch holds at least its header"
+    );
+    crc32c::crc32c(&batch[OFFSET_ATTRIBUTES..])
+}
+
 /// Validates every batch of one partition's produce data. The buffer must consist of
 /// whole batches only (no partial batch, no trailing bytes). Per batch: header present,
 /// batchLength ≥ 49 and within the buffer, magic 2, CRC-32C, size ≤ `max_batch_bytes`,
@@ -301,6 +311,31 @@ pub struct RecordView<'a> {
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
     pub headers_count: i32,
+    /// The `headers_count` encoded headers (key and value, varint-length prefixed),
+    /// already bounds-checked by the walk; `header_keys` reads them.
+    pub headers: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    /// The header keys in order (tools print them; the broker never looks at headers).
+    pub fn header_keys(&self) -> Vec<&'a [u8]> {
+        let mut cursor = Cursor {
+            bytes: self.headers,
+            at: 0,
+        };
+        let mut keys = Vec::with_capacity(self.headers_count.max(0) as usize);
+        for _ in 0..self.headers_count {
+            // The walk already checked every header, so these reads cannot fail.
+            match cursor.nullable_bytes() {
+                Ok(Some(key)) => keys.push(key),
+                _ => break,
+            }
+            if cursor.nullable_bytes().is_err() {
+                break;
+            }
+        }
+        keys
+    }
 }
 
 /// Walks the records of an uncompressed batch (`batch` is exactly one whole batch),
@@ -354,6 +389,7 @@ pub fn walk_record_section<'a>(
         if headers_count < 0 {
             return Err(format!("record {index} has negative headers count"));
         }
+        let headers_start = record.at;
         for _ in 0..headers_count {
             match record.nullable_bytes()? {
                 Some(_) => {}
@@ -373,6 +409,7 @@ pub fn walk_record_section<'a>(
             key,
             value,
             headers_count,
+            headers: &records[headers_start..end],
         })?;
         cursor.at = end;
     }
@@ -711,6 +748,26 @@ mod tests {
                 (5, 1, None, Some(b"v".to_vec()))
             ]
         );
+    }
+
+    #[test]
+    fn header_keys_come_back_in_order() {
+        // One record: no key, value "v", headers ("a" = "x", "bc" = null).
+        let body = [
+            0x00, 0x00, 0x00, 0x01, 0x02, b'v', 0x04, 0x02, b'a', 0x02, b'x', 0x04, b'b', b'c',
+            0x01,
+        ];
+        let mut records = vec![(body.len() as u8) << 1];
+        records.extend_from_slice(&body);
+        let mut keys = Vec::new();
+        walk_record_section(&records, 1, |view| {
+            assert_eq!(view.headers_count, 2);
+            assert_eq!(view.value, Some(&b"v"[..]));
+            keys = view.header_keys();
+            Ok(())
+        })
+        .expect("walk");
+        assert_eq!(keys, vec![&b"a"[..], &b"bc"[..]]);
     }
 
     #[test]

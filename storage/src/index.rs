@@ -20,6 +20,29 @@ pub const OFFSET_INDEX_ENTRY_BYTES: usize = 8;
 /// Bytes per `.timeindex` entry.
 pub const TIME_INDEX_ENTRY_BYTES: usize = 12;
 
+/// The raw `(relative offset, position)` entries of `.index` bytes in file order, with
+/// no checks (a trailing partial entry is left out). For tools that print a file as it
+/// is; the broker uses `OffsetIndex::load`.
+pub fn offset_index_entries(bytes: &[u8]) -> impl Iterator<Item = (u32, u32)> + '_ {
+    bytes.chunks_exact(OFFSET_INDEX_ENTRY_BYTES).map(|entry| {
+        (
+            u32::from_be_bytes(entry[0..4].try_into().expect("4 bytes")),
+            u32::from_be_bytes(entry[4..8].try_into().expect("4 bytes")),
+        )
+    })
+}
+
+/// The raw `(timestamp, relative offset)` entries of `.timeindex` bytes in file order,
+/// with no checks (a trailing partial entry is left out).
+pub fn time_index_entries(bytes: &[u8]) -> impl Iterator<Item = (i64, u32)> + '_ {
+    bytes.chunks_exact(TIME_INDEX_ENTRY_BYTES).map(|entry| {
+        (
+            i64::from_be_bytes(entry[0..8].try_into().expect("8 bytes")),
+            u32::from_be_bytes(entry[8..12].try_into().expect("4 bytes")),
+        )
+    })
+}
+
 /// Sparse map from (batch last) offset to the position of its batch in the `.log`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OffsetIndex {
@@ -57,9 +80,7 @@ impl OffsetIndex {
                 bytes.len()
             ));
         }
-        for (number, entry) in bytes.chunks_exact(OFFSET_INDEX_ENTRY_BYTES).enumerate() {
-            let relative = u32::from_be_bytes(entry[0..4].try_into().expect("4 bytes"));
-            let position = u32::from_be_bytes(entry[4..8].try_into().expect("4 bytes"));
+        for (number, (relative, position)) in offset_index_entries(bytes).enumerate() {
             if number > 0 && relative == 0 && position == 0 {
                 break; // Kafka's preallocated zero tail.
             }
@@ -213,9 +234,7 @@ impl TimeIndex {
                 bytes.len()
             ));
         }
-        for (number, entry) in bytes.chunks_exact(TIME_INDEX_ENTRY_BYTES).enumerate() {
-            let timestamp = i64::from_be_bytes(entry[0..8].try_into().expect("8 bytes"));
-            let relative = u32::from_be_bytes(entry[8..12].try_into().expect("4 bytes"));
+        for (number, (timestamp, relative)) in time_index_entries(bytes).enumerate() {
             if number > 0 && timestamp == 0 && relative == 0 {
                 break; // Kafka's preallocated zero tail.
             }
@@ -359,6 +378,16 @@ mod tests {
         let past_end = entry(5, 2000);
         assert!(OffsetIndex::load(0, 1024, &past_end, 1000).is_err());
         assert!(OffsetIndex::load(0, 1024, &[0; 7], 1000).is_err());
+    }
+
+    #[test]
+    fn raw_entries_decode_in_file_order_without_checks() {
+        let bytes = [0, 0, 0, 5, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 2, 0xff];
+        let entries: Vec<_> = offset_index_entries(&bytes).collect();
+        assert_eq!(entries, vec![(5, 9), (1, 2)]);
+        let bytes = [0, 0, 0, 0, 0, 0, 0x03, 0xe8, 0, 0, 0, 7];
+        let entries: Vec<_> = time_index_entries(&bytes).collect();
+        assert_eq!(entries, vec![(1000, 7)]);
     }
 
     #[test]

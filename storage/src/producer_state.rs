@@ -306,79 +306,89 @@ impl ProducerStateTable {
         now_ms: i64,
         expiration_ms: i64,
     ) -> Result<ProducerStateTable, CorruptSnapshot> {
-        let corrupt = |offset: usize, reason: String| CorruptSnapshot { offset, reason };
-        if bytes.len() > SNAPSHOT_BYTES_MAX {
-            return Err(corrupt(0, format!("{} bytes is too large", bytes.len())));
-        }
-        if bytes.len() < SNAPSHOT_HEADER_BYTES {
-            return Err(corrupt(
-                bytes.len(),
-                format!(
-                    "need {SNAPSHOT_HEADER_BYTES} header bytes, have {}",
-                    bytes.len()
-                ),
-            ));
-        }
-        let version = i16::from_be_bytes([bytes[0], bytes[1]]);
-        if version != SNAPSHOT_VERSION {
-            return Err(corrupt(0, format!("unknown snapshot version {version}")));
-        }
-        let stored_crc = u32::from_be_bytes(bytes[2..6].try_into().expect("4 bytes"));
-        let computed_crc = crc32c::crc32c(&bytes[6..]);
-        if stored_crc != computed_crc {
-            return Err(corrupt(
-                2,
-                format!("stored CRC {stored_crc:#010x}, computed {computed_crc:#010x}"),
-            ));
-        }
-        let count = i32::from_be_bytes(bytes[6..10].try_into().expect("4 bytes"));
-        let need = usize::try_from(count)
-            .ok()
-            .and_then(|count| count.checked_mul(SNAPSHOT_ENTRY_BYTES))
-            .and_then(|entries| entries.checked_add(SNAPSHOT_HEADER_BYTES))
-            .ok_or_else(|| corrupt(6, format!("invalid producer count {count}")))?;
-        if need != bytes.len() {
-            return Err(corrupt(
-                6,
-                format!(
-                    "{count} producers need {need} bytes, the file has {}",
-                    bytes.len()
-                ),
-            ));
-        }
         let mut table = ProducerStateTable::default();
-        for chunk in bytes[SNAPSHOT_HEADER_BYTES..].chunks_exact(SNAPSHOT_ENTRY_BYTES) {
-            let mut reader = Reader(chunk);
-            let producer_id = reader.i64();
-            let epoch = reader.i16();
-            let last_sequence = reader.i32();
-            let last_offset = reader.i64();
-            let offset_delta = reader.i32();
-            let timestamp = reader.i64();
-            let coordinator_epoch = reader.i32();
-            let current_txn_first_offset = reader.i64();
-            let mut entry = ProducerEntry {
-                producer_id,
-                epoch,
-                batches: VecDeque::with_capacity(BATCHES_RETAINED_PER_PRODUCER),
-                last_timestamp: timestamp,
-                coordinator_epoch,
-                current_txn_first_offset,
-            };
-            if last_offset >= 0 {
-                entry.batches.push_back(BatchMetadata {
-                    last_sequence,
-                    last_offset,
-                    offset_delta,
-                    timestamp,
-                });
-            }
+        for entry in decode_snapshot_entries(bytes)? {
             if !is_expired(&entry, now_ms, expiration_ms) {
-                table.producers.insert(producer_id, entry);
+                table.producers.insert(entry.producer_id, entry);
             }
         }
         Ok(table)
     }
+}
+
+/// Every producer entry of Kafka's snapshot bytes, in file order, none left out (what
+/// `kafka-dump-log.sh` prints). A producer without a batch has an empty `batches`.
+pub fn decode_snapshot_entries(bytes: &[u8]) -> Result<Vec<ProducerEntry>, CorruptSnapshot> {
+    let corrupt = |offset: usize, reason: String| CorruptSnapshot { offset, reason };
+    if bytes.len() > SNAPSHOT_BYTES_MAX {
+        return Err(corrupt(0, format!("{} bytes is too large", bytes.len())));
+    }
+    if bytes.len() < SNAPSHOT_HEADER_BYTES {
+        return Err(corrupt(
+            bytes.len(),
+            format!(
+                "need {SNAPSHOT_HEADER_BYTES} header bytes, have {}",
+                bytes.len()
+            ),
+        ));
+    }
+    let version = i16::from_be_bytes([bytes[0], bytes[1]]);
+    if version != SNAPSHOT_VERSION {
+        return Err(corrupt(0, format!("unknown snapshot version {version}")));
+    }
+    let stored_crc = u32::from_be_bytes(bytes[2..6].try_into().expect("4 bytes"));
+    let computed_crc = crc32c::crc32c(&bytes[6..]);
+    if stored_crc != computed_crc {
+        return Err(corrupt(
+            2,
+            format!("stored CRC {stored_crc:#010x}, computed {computed_crc:#010x}"),
+        ));
+    }
+    let count = i32::from_be_bytes(bytes[6..10].try_into().expect("4 bytes"));
+    let need = usize::try_from(count)
+        .ok()
+        .and_then(|count| count.checked_mul(SNAPSHOT_ENTRY_BYTES))
+        .and_then(|entries| entries.checked_add(SNAPSHOT_HEADER_BYTES))
+        .ok_or_else(|| corrupt(6, format!("invalid producer count {count}")))?;
+    if need != bytes.len() {
+        return Err(corrupt(
+            6,
+            format!(
+                "{count} producers need {need} bytes, the file has {}",
+                bytes.len()
+            ),
+        ));
+    }
+    let mut entries = Vec::with_capacity(count as usize);
+    for chunk in bytes[SNAPSHOT_HEADER_BYTES..].chunks_exact(SNAPSHOT_ENTRY_BYTES) {
+        let mut reader = Reader(chunk);
+        let producer_id = reader.i64();
+        let epoch = reader.i16();
+        let last_sequence = reader.i32();
+        let last_offset = reader.i64();
+        let offset_delta = reader.i32();
+        let timestamp = reader.i64();
+        let coordinator_epoch = reader.i32();
+        let current_txn_first_offset = reader.i64();
+        let mut entry = ProducerEntry {
+            producer_id,
+            epoch,
+            batches: VecDeque::with_capacity(BATCHES_RETAINED_PER_PRODUCER),
+            last_timestamp: timestamp,
+            coordinator_epoch,
+            current_txn_first_offset,
+        };
+        if last_offset >= 0 {
+            entry.batches.push_back(BatchMetadata {
+                last_sequence,
+                last_offset,
+                offset_delta,
+                timestamp,
+            });
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
 }
 
 fn is_expired(entry: &ProducerEntry, now_ms: i64, expiration_ms: i64) -> bool {

@@ -11,6 +11,7 @@
 
 pub mod configs;
 pub mod consume;
+pub mod consumer_protocol;
 pub mod dump_log;
 pub mod groups;
 pub mod produce;

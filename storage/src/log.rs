@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::batch::{self, BatchHeader, HEADER_BYTES, validate_batches, walk_records};
+use crate::batch::{self, BatchHeader, HEADER_BYTES, validate_batches};
 use crate::checkpoint::{sync_dir, write_leader_epoch_checkpoint};
 use crate::error::StorageError;
 use crate::producer_snapshots;
@@ -475,8 +475,8 @@ impl PartitionLog {
     }
 
     /// ListOffsets by timestamp: the first offset whose record timestamp is ≥
-    /// `timestamp_ms`, with that timestamp. Compressed batches answer with their base
-    /// offset and maxTimestamp (no decompression here).
+    /// `timestamp_ms`, with that timestamp. The one batch holding the answer is
+    /// decompressed if needed, as Kafka does.
     pub async fn offset_for_timestamp(
         &self,
         timestamp_ms: i64,
@@ -508,12 +508,6 @@ impl PartitionLog {
                 let header_bytes = segment.read_log(found, HEADER_BYTES).await?;
                 let header = BatchHeader::new(&header_bytes).expect("read a whole header");
                 let size = header.size_bytes();
-                if header.compression_codec() != 0 {
-                    return Ok(Some((
-                        header.base_offset().max(log_start_offset),
-                        header.max_timestamp(),
-                    )));
-                }
                 let bytes = segment.read_log(found, size as usize).await?;
                 if let Some(hit) = first_record_at_or_after(&bytes, timestamp_ms, log_start_offset)
                 {
@@ -671,17 +665,26 @@ async fn read_batches(
     Ok(Bytes::from(bytes))
 }
 
-/// The first record of an uncompressed batch with timestamp ≥ `timestamp_ms` and offset
-/// ≥ `log_start_offset`, as (offset, timestamp).
+/// The first record of a batch (decompressed if needed, as Kafka does) with timestamp ≥
+/// `timestamp_ms` and offset ≥ `log_start_offset`, as (offset, timestamp).
 fn first_record_at_or_after(
     batch: &[u8],
     timestamp_ms: i64,
     log_start_offset: i64,
 ) -> Option<(i64, i64)> {
     let header = BatchHeader::new(batch)?;
+    let Ok(records) = batch::decompress_records(batch, 0) else {
+        // Written after validation; an undecodable batch answers as a whole.
+        return (header.max_timestamp() >= timestamp_ms).then(|| {
+            (
+                header.base_offset().max(log_start_offset),
+                header.max_timestamp(),
+            )
+        });
+    };
     let mut hit = None;
     // The batch was CRC-checked when written; a walk failure here means no answer from it.
-    let _ = walk_records(batch, |record| {
+    let _ = batch::walk_record_section(&records, header.records_count(), |record| {
         let timestamp = if header.is_log_append_time() {
             header.max_timestamp()
         } else {

@@ -675,7 +675,7 @@ fn every_offset_reads_from_the_batch_that_holds_it() {
 }
 
 #[test]
-fn compressed_batches_answer_timestamp_lookups_with_base_offset_and_max_timestamp() {
+fn timestamp_lookups_find_the_first_matching_record_inside_compressed_batches() {
     let dir = tempfile::tempdir().expect("tempdir");
     run(async {
         let (mut log, _) = open(dir.path(), LogConfig::default(), false).await;
@@ -691,8 +691,18 @@ fn compressed_batches_answer_timestamp_lookups_with_base_offset_and_max_timestam
         );
         assert_eq!(
             log.offset_for_timestamp(150).await.expect("lookup"),
-            Some((2, 202))
+            Some((2, 200))
         );
+        // Kafka decompresses: the record at or after the time, not the batch start.
+        assert_eq!(
+            log.offset_for_timestamp(201).await.expect("lookup"),
+            Some((3, 201))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(202).await.expect("lookup"),
+            Some((4, 202))
+        );
+        assert_eq!(log.offset_for_timestamp(203).await.expect("lookup"), None);
         assert_eq!(log.max_timestamp().await.expect("max"), Some((4, 202)));
         log.close().await.expect("close");
     });

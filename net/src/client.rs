@@ -11,7 +11,9 @@
 //!
 //! One request in flight per connection; responses are matched by correlation id.
 //! Responses are bounded by [`RESPONSE_BYTES_MAX`]. Not for the data path of a
-//! broker: it blocks the calling thread.
+//! broker: it blocks the calling thread. Metadata and FindCoordinator reopen a broken
+//! bootstrap connection once (a restarted broker); callers drop a broken broker
+//! connection with `disconnect(node id)` so that `broker()` reopens it.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -90,6 +92,15 @@ impl ClientError {
             ClientError::Broker { code, .. } => Some(*code),
             _ => None,
         }
+    }
+
+    /// Whether the connection itself failed (refused, broken, out of step), so that
+    /// reconnecting and trying again may help.
+    pub fn is_connection_problem(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Connect { .. } | ClientError::Io { .. } | ClientError::Protocol { .. }
+        )
     }
 
     /// Turns a non-zero error code into an error.
@@ -201,12 +212,25 @@ impl Connection {
         Ok((version, self.call_at(version, request)?))
     }
 
-    /// Sends `request` at `version` and waits for its response.
-    pub fn call_at<R: Request>(
-        &mut self,
-        version: i16,
-        request: &R,
-    ) -> Result<R::Response, ClientError> {
+    /// Changes how long this connection waits to send a request or for its response
+    /// (a JoinGroup may legitimately wait for a whole rebalance).
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let io = |source| ClientError::Io {
+            address: self.address.clone(),
+            source,
+        };
+        self.stream.set_read_timeout(Some(timeout)).map_err(io)?;
+        self.stream.set_write_timeout(Some(timeout)).map_err(io)
+    }
+
+    /// Sends `request` at `version` without waiting for a response: for requests the
+    /// broker never answers (Produce with acks=0).
+    pub fn send_at<R: Request>(&mut self, version: i16, request: &R) -> Result<(), ClientError> {
+        self.write_request(version, request).map(|_| ())
+    }
+
+    /// Encodes and writes one request; returns its correlation id.
+    fn write_request<R: Request>(&mut self, version: i16, request: &R) -> Result<i32, ClientError> {
         let key = ApiKey::try_from(R::KEY).expect("kafka-protocol requests have known keys");
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let correlation_id = self.correlation_id;
@@ -230,11 +254,32 @@ impl Connection {
             .map_err(|error| protocol("request", error.to_string()))?;
         let size = (frame.len() - 4) as i32;
         frame[..4].copy_from_slice(&size.to_be_bytes());
+        self.stream
+            .write_all(&frame)
+            .map_err(|source| ClientError::Io {
+                address: self.address.clone(),
+                source,
+            })?;
+        Ok(correlation_id)
+    }
+
+    /// Sends `request` at `version` and waits for its response.
+    pub fn call_at<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+    ) -> Result<R::Response, ClientError> {
+        let key = ApiKey::try_from(R::KEY).expect("kafka-protocol requests have known keys");
+        let correlation_id = self.write_request(version, request)?;
+        let protocol = |what: &str, reason: String| ClientError::Protocol {
+            address: self.address.clone(),
+            what: format!("{key:?} v{version} {what}"),
+            reason,
+        };
         let io = |source| ClientError::Io {
             address: self.address.clone(),
             source,
         };
-        self.stream.write_all(&frame).map_err(io)?;
 
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size).map_err(io)?;
@@ -326,6 +371,37 @@ impl KafkaClient {
         }))
     }
 
+    /// Replaces the bootstrap connection by a new one to the first bootstrap address that
+    /// answers (after the old one failed).
+    pub fn reconnect(&mut self) -> Result<(), ClientError> {
+        let mut last_error = None;
+        for address in &self.bootstrap {
+            match Connection::connect(address, &self.client_id, self.timeout) {
+                Ok(connection) => {
+                    self.bootstrap_connection = Some(connection);
+                    return Ok(());
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.expect("connect() accepted at least one bootstrap address"))
+    }
+
+    /// Runs `call` on the bootstrap connection; if that connection broke (the broker
+    /// restarted), reconnects once and runs it again.
+    fn call_any<T>(
+        &mut self,
+        call: impl Fn(&mut Connection) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        match call(self.any()) {
+            Err(ClientError::Io { .. } | ClientError::Protocol { .. }) => {
+                self.reconnect()?;
+                call(self.any())
+            }
+            outcome => outcome,
+        }
+    }
+
     /// The connection used for cluster-wide requests (metadata, admin).
     pub fn any(&mut self) -> &mut Connection {
         self.bootstrap_connection
@@ -349,7 +425,16 @@ impl KafkaClient {
                     .collect()
             }))
             .with_allow_auto_topic_creation(false);
-        let (_, response) = self.any().call(&request)?;
+        self.metadata_request(&request)
+    }
+
+    /// Sends a Metadata request built by the caller (e.g. one that allows auto topic
+    /// creation, as producers send it); remembers the brokers it lists.
+    pub fn metadata_request(
+        &mut self,
+        request: &MetadataRequest,
+    ) -> Result<MetadataResponse, ClientError> {
+        let (_, response) = self.call_any(|connection| connection.call(request))?;
         for broker in &response.brokers {
             self.brokers.insert(
                 broker.node_id.0,
@@ -361,6 +446,12 @@ impl KafkaClient {
             );
         }
         Ok(response)
+    }
+
+    /// Closes the connection to broker `node_id` (after an I/O error, so that the next
+    /// `broker()` reconnects).
+    pub fn disconnect(&mut self, node_id: i32) {
+        self.connections.remove(&node_id);
     }
 
     /// The connection to broker `node_id` (metadata must have listed it).
@@ -391,17 +482,21 @@ impl KafkaClient {
     }
 
     /// Asks FindCoordinator which broker coordinates consumer group `group` (tools print
-    /// it, as `kafka-consumer-groups.sh --describe --state` does); remembers its address.
+    /// it, as `kafka-consumer-groups.sh --describe --state` does); remembers its address
+    /// for `broker()`, dropping a cached connection if the address changed.
     pub fn find_coordinator(&mut self, group: &str) -> Result<BrokerAddress, ClientError> {
-        let connection = self.any();
-        let version = connection.version_of::<FindCoordinatorRequest>()?;
         let key = StrBytes::from_string(group.to_string());
-        let request = if version >= 4 {
-            FindCoordinatorRequest::default().with_coordinator_keys(vec![key])
-        } else {
-            FindCoordinatorRequest::default().with_key(key)
-        };
-        let response: FindCoordinatorResponse = connection.call_at(version, &request)?;
+        let (version, response) = self.call_any(|connection| {
+            let version = connection.version_of::<FindCoordinatorRequest>()?;
+            let request = if version >= 4 {
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![key.clone()])
+            } else {
+                FindCoordinatorRequest::default().with_key(key.clone())
+            };
+            let response: FindCoordinatorResponse = connection.call_at(version, &request)?;
+            Ok((version, response))
+        })?;
+        let connection = self.any();
         let context = format!("FindCoordinator for group '{group}'");
         let (node_id, host, port) = if version >= 4 {
             let coordinator =
@@ -436,7 +531,10 @@ impl KafkaClient {
             host,
             port,
         };
-        self.brokers.insert(node_id, address.clone());
+        if self.brokers.get(&node_id) != Some(&address) {
+            self.connections.remove(&node_id);
+            self.brokers.insert(node_id, address.clone());
+        }
         Ok(address)
     }
 }

@@ -311,30 +311,29 @@ pub struct RecordView<'a> {
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
     pub headers_count: i32,
-    /// The `headers_count` encoded headers (key and value, varint-length prefixed),
-    /// already bounds-checked by the walk; `header_keys` reads them.
-    pub headers: &'a [u8],
+    /// The `headers_count` headers as stored, already bounds-checked by the walk;
+    /// `headers()` reads them.
+    pub headers_bytes: &'a [u8],
 }
 
 impl<'a> RecordView<'a> {
-    /// The header keys in order (tools print them; the broker never looks at headers).
-    pub fn header_keys(&self) -> Vec<&'a [u8]> {
+    /// The record's headers in order: (key, value); a value may be null.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + use<'a> {
         let mut cursor = Cursor {
-            bytes: self.headers,
+            bytes: self.headers_bytes,
             at: 0,
         };
-        let mut keys = Vec::with_capacity(self.headers_count.max(0) as usize);
-        for _ in 0..self.headers_count {
-            // The walk already checked every header, so these reads cannot fail.
-            match cursor.nullable_bytes() {
-                Ok(Some(key)) => keys.push(key),
-                _ => break,
-            }
-            if cursor.nullable_bytes().is_err() {
-                break;
-            }
-        }
-        keys
+        (0..self.headers_count).map(move |_| {
+            let key = cursor
+                .nullable_bytes()
+                .ok()
+                .flatten()
+                .expect("walk_record_section checked every header key");
+            let value = cursor
+                .nullable_bytes()
+                .expect("walk_record_section checked every header value");
+            (key, value)
+        })
     }
 }
 
@@ -409,7 +408,7 @@ pub fn walk_record_section<'a>(
             key,
             value,
             headers_count,
-            headers: &records[headers_start..end],
+            headers_bytes: &records[headers_start..end],
         })?;
         cursor.at = end;
     }
@@ -542,7 +541,10 @@ mod compression;
 mod encode;
 mod max_timestamp;
 pub use compression::{Compression, DECOMPRESSED_RECORDS_BYTES_MAX, decompress_records};
-pub use encode::{SimpleRecord, encode_batch, encode_compressed_batch};
+pub use encode::{
+    ProducerRecord, RecordHeader, SimpleRecord, encode_batch, encode_compressed_batch,
+    encode_producer_batch,
+};
 pub use max_timestamp::offset_of_max_timestamp;
 
 #[cfg(test)]
@@ -751,7 +753,7 @@ mod tests {
     }
 
     #[test]
-    fn header_keys_come_back_in_order() {
+    fn headers_come_back_in_order_with_null_values() {
         // One record: no key, value "v", headers ("a" = "x", "bc" = null).
         let body = [
             0x00, 0x00, 0x00, 0x01, 0x02, b'v', 0x04, 0x02, b'a', 0x02, b'x', 0x04, b'b', b'c',
@@ -759,15 +761,18 @@ mod tests {
         ];
         let mut records = vec![(body.len() as u8) << 1];
         records.extend_from_slice(&body);
-        let mut keys = Vec::new();
+        let mut headers = Vec::new();
         walk_record_section(&records, 1, |view| {
             assert_eq!(view.headers_count, 2);
             assert_eq!(view.value, Some(&b"v"[..]));
-            keys = view.header_keys();
+            headers = view.headers().collect();
             Ok(())
         })
         .expect("walk");
-        assert_eq!(keys, vec![&b"a"[..], &b"bc"[..]]);
+        assert_eq!(
+            headers,
+            vec![(&b"a"[..], Some(&b"x"[..])), (&b"bc"[..], None)]
+        );
     }
 
     #[test]

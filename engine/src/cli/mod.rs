@@ -10,11 +10,22 @@
 //! error (as clap reports them).
 
 pub mod configs;
+pub mod console;
 pub mod consume;
+pub mod consume_settings;
+pub mod consumer;
+pub mod consumer_group;
 pub mod consumer_protocol;
 pub mod dump_log;
+pub mod fetched_records;
 pub mod groups;
+pub mod line_reader;
+pub mod partitioner;
 pub mod produce;
+pub mod producer;
+pub mod producer_config;
+pub mod record_format;
+pub mod stop_signal;
 pub mod topics;
 
 use std::process::ExitCode;

@@ -201,7 +201,7 @@ pub fn for_each_record(
             },
             key: view.key,
             value: view.value,
-            header_keys: view.header_keys(),
+            header_keys: view.headers().map(|(key, _)| key).collect(),
         })
     })
     .map(|_| ())

@@ -1,4 +1,5 @@
-//! weir's Kafka wire layer: no sockets of its own, only bytes in and bytes out.
+//! weir's Kafka wire layer. The broker side has no sockets of its own, only bytes in and
+//! bytes out (below); `client` is the small blocking Kafka client the operator tools use.
 //!
 //! ```text
 //!   TCP bytes ──► FrameReader ──► frame (Bytes, size prefix stripped)

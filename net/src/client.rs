@@ -25,7 +25,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
-    metadata_request::MetadataRequestTopic,
+    metadata_request::MetadataRequestTopic, metadata_response::MetadataResponseTopic,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
@@ -65,6 +65,19 @@ pub enum ClientError {
         code: i16,
         message: Option<String>,
     },
+}
+
+/// The entry for topic `name` in a Metadata response, if the broker listed it.
+pub fn metadata_topic<'a>(
+    response: &'a MetadataResponse,
+    name: &str,
+) -> Option<&'a MetadataResponseTopic> {
+    response.topics.iter().find(|topic| {
+        topic
+            .name
+            .as_ref()
+            .is_some_and(|topic| topic.0.as_str() == name)
+    })
 }
 
 /// Kafka's name for an error code (`UNKNOWN_TOPIC_OR_PARTITION`), or the number.

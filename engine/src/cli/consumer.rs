@@ -26,7 +26,7 @@ use kafka_protocol::messages::list_offsets_request::{
 use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
-use weir_net::client::{ClientError, KafkaClient, error_name};
+use weir_net::client::{ClientError, KafkaClient, error_name, metadata_topic};
 
 use super::fetched_records::decode_partition;
 use super::record_format::ConsumedRecord;
@@ -154,16 +154,8 @@ impl Fetcher {
     /// Re-reads the topic's partition leaders.
     pub fn refresh_metadata(&mut self, client: &mut KafkaClient) -> Result<(), ConsumeError> {
         let response = client.metadata(Some(std::slice::from_ref(&self.topic)))?;
-        let topic = response
-            .topics
-            .iter()
-            .find(|topic| {
-                topic
-                    .name
-                    .as_ref()
-                    .is_some_and(|name| *name.0 == *self.topic)
-            })
-            .ok_or_else(|| ConsumeError::TopicMissing {
+        let topic =
+            metadata_topic(&response, &self.topic).ok_or_else(|| ConsumeError::TopicMissing {
                 topic: self.topic.clone(),
             })?;
         if topic.error_code == ResponseError::UnknownTopicOrPartition.code() {

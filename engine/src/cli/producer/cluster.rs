@@ -9,7 +9,7 @@ use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
 use kafka_protocol::protocol::StrBytes;
-use weir_net::client::{ClientError, error_name};
+use weir_net::client::{ClientError, error_name, metadata_topic};
 
 use super::{Idempotence, PartitionState, ProduceError, Producer};
 
@@ -31,16 +31,8 @@ impl Producer {
             .with_allow_auto_topic_creation(true);
         loop {
             let response = self.client.metadata_request(&request)?;
-            let topic = response
-                .topics
-                .iter()
-                .find(|topic| {
-                    topic
-                        .name
-                        .as_ref()
-                        .is_some_and(|name| *name.0 == *self.topic)
-                })
-                .ok_or_else(|| ProduceError::Metadata {
+            let topic =
+                metadata_topic(&response, &self.topic).ok_or_else(|| ProduceError::Metadata {
                     topic: self.topic.clone(),
                     reason: "the broker's answer does not list it".to_string(),
                 })?;

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use weir_net::client::{ClientError, KafkaClient};
+use weir_net::client::{ClientError, KafkaClient, metadata_topic};
 
 use super::{
     Args, TopicFilter, TopicsError, ensure_found, has_collision_chars, matching_topics,
@@ -130,16 +130,8 @@ pub(super) fn alter(
                 .with_count(count);
             if let Some(assignment) = &args.replica_assignment {
                 // As Kafka: the assignment lists every partition; the existing ones are skipped.
-                let existing = metadata
-                    .topics
-                    .iter()
-                    .find(|topic| {
-                        topic
-                            .name
-                            .as_ref()
-                            .is_some_and(|topic| topic.0.as_str() == name)
-                    })
-                    .map_or(0, |topic| topic.partitions.len());
+                let existing =
+                    metadata_topic(&metadata, name).map_or(0, |topic| topic.partitions.len());
                 topic = topic.with_assignments(Some(
                     assignment
                         .0

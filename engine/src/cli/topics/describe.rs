@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
-use weir_net::client::{ClientError, Connection, KafkaClient};
+use weir_net::client::{ClientError, Connection, KafkaClient, metadata_topic};
 use weir_storage::meta::uuid_to_kafka_string;
 
 use super::{
@@ -259,16 +259,7 @@ fn from_metadata(
     names
         .iter()
         .map(|name| {
-            let topic = metadata
-                .topics
-                .iter()
-                .find(|topic| {
-                    topic
-                        .name
-                        .as_ref()
-                        .is_some_and(|topic| topic.0.as_str() == name)
-                })
-                .expect("names come from this metadata");
+            let topic = metadata_topic(metadata, name).expect("names come from this metadata");
             ClientError::check(
                 topic.error_code,
                 None,

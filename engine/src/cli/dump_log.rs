@@ -209,6 +209,41 @@ pub fn base_offset_of(path: &Path) -> Result<i64, String> {
     })
 }
 
+/// The base offset `path` is named after; `None` (after reporting why) if its name has none.
+pub fn base_offset_or_report(path: &Path, out: &mut dyn Write, report: &mut Report) -> Option<i64> {
+    match base_offset_of(path) {
+        Ok(base_offset) => Some(base_offset),
+        Err(message) => {
+            report.fail(out, message);
+            None
+        }
+    }
+}
+
+/// Reads `path` whole unless it holds more than `bytes_max` bytes (`too_large` says why such
+/// a size is refused); `None` (after reporting why) if it cannot be read.
+pub fn read_whole_or_report(
+    path: &Path,
+    bytes_max: u64,
+    too_large: fn(u64) -> String,
+    out: &mut dyn Write,
+    report: &mut Report,
+) -> Option<Vec<u8>> {
+    let result = std::fs::metadata(path).and_then(|metadata| {
+        if metadata.len() > bytes_max {
+            return Err(std::io::Error::other(too_large(metadata.len())));
+        }
+        std::fs::read(path)
+    });
+    match result {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            report.fail(out, format!("cannot read {}: {error}", path.display()));
+            None
+        }
+    }
+}
+
 /// The sibling of a segment file with another suffix (`…0.index` → `…0.log`).
 pub fn sibling(path: &Path, extension: &str) -> PathBuf {
     let name = path

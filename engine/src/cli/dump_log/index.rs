@@ -15,29 +15,20 @@ use weir_storage::index::{
 };
 
 use super::segment::{BatchRead, SegmentReader, for_each_record};
-use super::{Options, Report, absolute, base_offset_of, sibling};
+use super::{Options, Report, absolute, base_offset_or_report, read_whole_or_report, sibling};
 
 /// Largest index file read (Kafka's `segment.index.bytes` cannot exceed 2 GiB either).
 const INDEX_FILE_BYTES_MAX: u64 = i32::MAX as u64;
 
 /// Reads an index file whole; `None` (after reporting why) if it cannot be read.
 fn read_index(path: &Path, out: &mut dyn Write, report: &mut Report) -> Option<Vec<u8>> {
-    let result = std::fs::metadata(path).and_then(|metadata| {
-        if metadata.len() > INDEX_FILE_BYTES_MAX {
-            return Err(io::Error::other(format!(
-                "{} bytes is larger than any index Kafka writes",
-                metadata.len()
-            )));
-        }
-        std::fs::read(path)
-    });
-    match result {
-        Ok(bytes) => Some(bytes),
-        Err(error) => {
-            report.fail(out, format!("cannot read {}: {error}", path.display()));
-            None
-        }
-    }
+    read_whole_or_report(
+        path,
+        INDEX_FILE_BYTES_MAX,
+        |size| format!("{size} bytes is larger than any index Kafka writes"),
+        out,
+        report,
+    )
 }
 
 /// Opens the segment's `.log`, which Kafka's tool needs before it looks at an index.
@@ -88,12 +79,8 @@ pub fn dump_offset_index(
     out: &mut dyn Write,
     report: &mut Report,
 ) -> io::Result<()> {
-    let base_offset = match base_offset_of(path) {
-        Ok(base_offset) => base_offset,
-        Err(message) => {
-            report.fail(out, message);
-            return Ok(());
-        }
+    let Some(base_offset) = base_offset_or_report(path, out, report) else {
+        return Ok(());
     };
     let Some(log) = open_log(path, out, report) else {
         return Ok(());
@@ -217,12 +204,8 @@ pub fn dump_time_index(
     out: &mut dyn Write,
     report: &mut Report,
 ) -> io::Result<()> {
-    let base_offset = match base_offset_of(path) {
-        Ok(base_offset) => base_offset,
-        Err(message) => {
-            report.fail(out, message);
-            return Ok(());
-        }
+    let Some(base_offset) = base_offset_or_report(path, out, report) else {
+        return Ok(());
     };
     let Some(log) = open_log(path, out, report) else {
         return Ok(());

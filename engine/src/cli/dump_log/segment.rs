@@ -21,7 +21,7 @@ use weir_storage::batch::{
 };
 use weir_storage::producer_state::increment_sequence;
 
-use super::{Options, Report, absolute, base_offset_of, offsets};
+use super::{Options, Report, absolute, base_offset_or_report, offsets};
 
 /// Bytes Kafka reads before it knows a batch's length and magic.
 const HEADER_BYTES_UP_TO_MAGIC: u64 = 17;
@@ -317,12 +317,8 @@ pub fn dump_log(
     out: &mut dyn Write,
     report: &mut Report,
 ) -> io::Result<()> {
-    let base_offset = match base_offset_of(path) {
-        Ok(base_offset) => base_offset,
-        Err(message) => {
-            report.fail(out, message);
-            return Ok(());
-        }
+    let Some(base_offset) = base_offset_or_report(path, out, report) else {
+        return Ok(());
     };
     writeln!(out, "Log starting offset: {base_offset}")?;
     let reader = match SegmentReader::open(path) {

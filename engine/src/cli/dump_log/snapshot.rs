@@ -7,7 +7,7 @@ use std::path::Path;
 
 use weir_storage::producer_state::{ProducerEntry, decode_snapshot_entries};
 
-use super::{Report, absolute};
+use super::{Report, absolute, read_whole_or_report};
 
 /// Bytes per `.txnindex` entry: version i16, producer id, first, last and last stable offset.
 const ABORTED_TXN_BYTES: usize = 2 + 8 * 4;
@@ -16,14 +16,16 @@ const ABORTED_TXN_VERSION: i16 = 0;
 /// Largest snapshot or transaction index read whole.
 const FILE_BYTES_MAX: u64 = 1 << 30;
 
-fn read_bounded(path: &Path) -> io::Result<Vec<u8>> {
-    let size = std::fs::metadata(path)?.len();
-    if size > FILE_BYTES_MAX {
-        return Err(io::Error::other(format!(
-            "{size} bytes is more than the {FILE_BYTES_MAX} bytes this tool reads"
-        )));
-    }
-    std::fs::read(path)
+/// Reads a snapshot or transaction index whole; `None` (after reporting why) if it cannot
+/// be read.
+fn read_bounded(path: &Path, out: &mut dyn Write, report: &mut Report) -> Option<Vec<u8>> {
+    read_whole_or_report(
+        path,
+        FILE_BYTES_MAX,
+        |size| format!("{size} bytes is more than the {FILE_BYTES_MAX} bytes this tool reads"),
+        out,
+        report,
+    )
 }
 
 /// One producer's line (`OptionalLong` is how Java prints the open transaction's start).
@@ -61,12 +63,8 @@ pub fn dump_producer_snapshot(
     out: &mut dyn Write,
     report: &mut Report,
 ) -> io::Result<()> {
-    let bytes = match read_bounded(path) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            report.fail(out, format!("cannot read {}: {error}", path.display()));
-            return Ok(());
-        }
+    let Some(bytes) = read_bounded(path, out, report) else {
+        return Ok(());
     };
     match decode_snapshot_entries(&bytes) {
         Ok(entries) => {
@@ -88,12 +86,8 @@ pub fn dump_transaction_index(
     out: &mut dyn Write,
     report: &mut Report,
 ) -> io::Result<()> {
-    let bytes = match read_bounded(path) {
-        Ok(bytes) => bytes,
-        Err(error) => {
-            report.fail(out, format!("cannot read {}: {error}", path.display()));
-            return Ok(());
-        }
+    let Some(bytes) = read_bounded(path, out, report) else {
+        return Ok(());
     };
     for (number, entry) in bytes.chunks(ABORTED_TXN_BYTES).enumerate() {
         if entry.len() < ABORTED_TXN_BYTES {

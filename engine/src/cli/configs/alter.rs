@@ -29,35 +29,27 @@ pub(super) fn alter(
         .name
         .clone()
         .expect("check_usage requires a name or the default with --alter");
-    if entity_type == EntityType::BrokerLoggers {
-        let loggers: BTreeSet<String> = resource_configs(client, entity_type, &name, true, false)?
-            .into_iter()
-            .map(|entry| entry.name)
-            .collect();
-        let invalid: Vec<&str> = changes
-            .delete
-            .iter()
-            .map(String::as_str)
-            .chain(changes.set.iter().map(|(key, _)| key.as_str()))
-            .filter(|key| !loggers.contains(*key))
-            .collect();
-        if !invalid.is_empty() {
-            return Err(ConfigsError::InvalidBrokerLoggers(invalid.join(",")));
-        }
-    } else {
-        let current: BTreeSet<String> = resource_configs(client, entity_type, &name, false, false)?
-            .into_iter()
-            .map(|entry| entry.name)
-            .collect();
-        let invalid: Vec<&str> = changes
-            .delete
-            .iter()
-            .map(String::as_str)
-            .filter(|key| !current.contains(*key))
-            .collect();
-        if !invalid.is_empty() {
-            return Err(ConfigsError::InvalidConfigs(invalid.join(",")));
-        }
+    // Every logger named must exist; of other configs, only those to delete.
+    let loggers = entity_type == EntityType::BrokerLoggers;
+    let known: BTreeSet<String> = resource_configs(client, entity_type, &name, loggers, false)?
+        .into_iter()
+        .map(|entry| entry.name)
+        .collect();
+    let set_keys = changes.set.iter().filter(|_| loggers);
+    let invalid: Vec<&str> = changes
+        .delete
+        .iter()
+        .map(String::as_str)
+        .chain(set_keys.map(|(key, _)| key.as_str()))
+        .filter(|key| !known.contains(*key))
+        .collect();
+    if !invalid.is_empty() {
+        let invalid = invalid.join(",");
+        return Err(if loggers {
+            ConfigsError::InvalidBrokerLoggers(invalid)
+        } else {
+            ConfigsError::InvalidConfigs(invalid)
+        });
     }
     let configs = changes
         .set

@@ -356,17 +356,10 @@ fn check_usage(args: &Args) -> Result<(Entity, Changes), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser, Debug)]
-    struct Command {
-        #[command(flatten)]
-        args: Args,
-    }
+    use crate::cli::test_support::parse_args;
 
     fn parse(words: &[&str]) -> Result<Args, clap::Error> {
-        Command::try_parse_from(std::iter::once("configs").chain(words.iter().copied()))
-            .map(|command| command.args)
+        parse_args("configs", words)
     }
 
     fn checked(words: &[&str]) -> Result<(Entity, Changes), String> {

@@ -237,26 +237,15 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
+    use crate::cli::test_support::{parse_args, properties};
 
     fn args(extra: &[&str]) -> Args {
-        let mut argv = vec!["weir-consume", "--topic", "t"];
-        argv.extend_from_slice(extra);
-        Cli::try_parse_from(argv).expect("valid arguments").args
+        let words: Vec<&str> = ["--topic", "t"].iter().chain(extra).copied().collect();
+        parse_args("weir-consume", &words).expect("valid arguments")
     }
 
     fn settings(extra: &[&str], consumer: &[(&str, &str)]) -> Result<ConsumeSettings, String> {
-        let consumer = consumer
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        resolve(&args(extra), &consumer, &Properties::new())
+        resolve(&args(extra), &properties(consumer), &Properties::new())
     }
 
     #[test]

@@ -260,20 +260,10 @@ fn read_lines(sender: SyncSender<Line>, prompt: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::test_support::properties as props;
 
     fn reader(pairs: &[(&str, &str)]) -> LineReader {
-        let properties = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        LineReader::from_properties(&properties).expect("valid reader properties")
-    }
-
-    fn props(pairs: &[(&str, &str)]) -> Properties {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        LineReader::from_properties(&props(pairs)).expect("valid reader properties")
     }
 
     #[test]

@@ -59,6 +59,27 @@ pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Helpers the tools' unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::console::Properties;
+
+    /// Parses `words` as the flags of one tool's `Args`, as if run as `tool words…`.
+    pub fn parse_args<A: clap::Args>(tool: &'static str, words: &[&str]) -> Result<A, clap::Error> {
+        let matches = A::augment_args(clap::Command::new(tool))
+            .try_get_matches_from(std::iter::once(tool).chain(words.iter().copied()))?;
+        A::from_arg_matches(&matches)
+    }
+
+    /// A property map from literal pairs.
+    pub fn properties(pairs: &[(&str, &str)]) -> Properties {
+        pairs
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -211,25 +211,11 @@ pub fn producer_config(args: &Args, properties: &Properties) -> Result<ProducerC
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
+    use crate::cli::test_support::{parse_args, properties as props};
 
     fn args(extra: &[&str]) -> Args {
-        let mut argv = vec!["weir-produce", "--topic", "t"];
-        argv.extend_from_slice(extra);
-        Cli::try_parse_from(argv).expect("valid arguments").args
-    }
-
-    fn props(pairs: &[(&str, &str)]) -> Properties {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        let words: Vec<&str> = ["--topic", "t"].iter().chain(extra).copied().collect();
+        parse_args("weir-produce", &words).expect("valid arguments")
     }
 
     #[test]

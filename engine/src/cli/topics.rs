@@ -319,17 +319,10 @@ pub fn format_list(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser, Debug)]
-    struct Command {
-        #[command(flatten)]
-        args: Args,
-    }
+    use crate::cli::test_support::parse_args;
 
     fn parse(words: &[&str]) -> Result<Args, clap::Error> {
-        Command::try_parse_from(std::iter::once("topics").chain(words.iter().copied()))
-            .map(|command| command.args)
+        parse_args("topics", words)
     }
 
     #[test]

@@ -7,8 +7,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Broker, Client};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use common::{Broker, Client, advertised_versions, create_topic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
@@ -26,16 +25,6 @@ use kafka_protocol::protocol::StrBytes;
 
 fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
-}
-
-fn range(client: &mut Client, key: ApiKey) -> std::ops::RangeInclusive<i16> {
-    let response = client.call(3, &ApiVersionsRequest::default());
-    let api = response
-        .api_keys
-        .iter()
-        .find(|api| api.api_key == key as i16)
-        .unwrap_or_else(|| panic!("{key:?} advertised"));
-    api.min_version..=api.max_version
 }
 
 /// Joins `group` as a new member at `version`, handling MEMBER_ID_REQUIRED (v4+).
@@ -72,26 +61,15 @@ fn every_advertised_group_api_version_answers_correctly() {
         "offsets.topic.num.partitions=4",
     ]);
     let mut client = broker.connect();
-    let created: CreateTopicsResponse = client.call(
-        5,
-        &CreateTopicsRequest::default()
-            .with_topics(vec![
-                CreatableTopic::default()
-                    .with_name(TopicName(text("orders")))
-                    .with_num_partitions(2)
-                    .with_replication_factor(1),
-            ])
-            .with_timeout_ms(5000),
-    );
-    assert_eq!(created.topics[0].error_code, 0);
-    let commit_versions = range(&mut client, ApiKey::OffsetCommit);
-    let fetch_versions = range(&mut client, ApiKey::OffsetFetch);
-    let describe_versions = range(&mut client, ApiKey::DescribeGroups);
+    create_topic(&mut client, "orders", 2);
+    let commit_versions = advertised_versions(&mut client, ApiKey::OffsetCommit);
+    let fetch_versions = advertised_versions(&mut client, ApiKey::OffsetFetch);
+    let describe_versions = advertised_versions(&mut client, ApiKey::DescribeGroups);
     let pick = |versions: &std::ops::RangeInclusive<i16>, wanted: i16| {
         wanted.clamp(*versions.start(), *versions.end())
     };
 
-    for version in range(&mut client, ApiKey::JoinGroup) {
+    for version in advertised_versions(&mut client, ApiKey::JoinGroup) {
         let group = format!("group-v{version}");
         let joined = join(&mut client, version, &group);
         assert_eq!(joined.error_code, 0, "JoinGroup v{version}");
@@ -289,7 +267,7 @@ fn every_advertised_group_api_version_answers_correctly() {
         }
     }
 
-    for version in range(&mut client, ApiKey::ListGroups) {
+    for version in advertised_versions(&mut client, ApiKey::ListGroups) {
         let request = if version >= 4 {
             ListGroupsRequest::default().with_states_filter(vec![text("Empty")])
         } else {
@@ -320,7 +298,7 @@ fn every_advertised_group_api_version_answers_correctly() {
         }
     }
 
-    for version in range(&mut client, ApiKey::OffsetDelete) {
+    for version in advertised_versions(&mut client, ApiKey::OffsetDelete) {
         let response: OffsetDeleteResponse = client.call(
             version,
             &OffsetDeleteRequest::default()
@@ -344,7 +322,7 @@ fn every_advertised_group_api_version_answers_correctly() {
     }
 
     let mut deleted = 0;
-    for version in range(&mut client, ApiKey::DeleteGroups) {
+    for version in advertised_versions(&mut client, ApiKey::DeleteGroups) {
         let group = format!("group-v{}", version + 1);
         let response: DeleteGroupsResponse = client.call(
             version,

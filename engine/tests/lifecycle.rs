@@ -6,8 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Broker, Client};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use common::{Broker, Client, create_topic};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -76,18 +75,7 @@ fn partitions_spread_over_log_dirs_and_survive_a_clean_restart() {
     let log_dirs = format!("log.dirs={},{}", dir_a.display(), dir_b.display());
     let mut broker = Broker::start(&[&log_dirs]);
     let mut client = broker.connect();
-    let response: CreateTopicsResponse = client.call(
-        5,
-        &CreateTopicsRequest::default()
-            .with_topics(vec![
-                CreatableTopic::default()
-                    .with_name(name("spread"))
-                    .with_num_partitions(6)
-                    .with_replication_factor(1),
-            ])
-            .with_timeout_ms(5000),
-    );
-    assert_eq!(response.topics[0].error_code, 0);
+    create_topic(&mut client, "spread", 6);
     for partition in 0..6 {
         for round in 0..3 {
             assert_eq!(
@@ -205,18 +193,7 @@ fn bad_configuration_is_refused_with_the_key_named() {
 fn pipelined_requests_are_answered_in_order_and_acks_zero_gets_no_answer() {
     let broker = Broker::start(&[]);
     let mut client = broker.connect();
-    let created: CreateTopicsResponse = client.call(
-        5,
-        &CreateTopicsRequest::default()
-            .with_topics(vec![
-                CreatableTopic::default()
-                    .with_name(name("pipelined"))
-                    .with_num_partitions(2)
-                    .with_replication_factor(1),
-            ])
-            .with_timeout_ms(5000),
-    );
-    assert_eq!(created.topics[0].error_code, 0);
+    create_topic(&mut client, "pipelined", 2);
     // 40 requests written before reading anything: produces with acks=1 and acks=0
     // interleaved with ApiVersions; only the acks=1 produces and ApiVersions answer.
     let mut expected = Vec::new();

@@ -10,8 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use common::{Broker, Client};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use common::{Broker, Client, advertised_versions, create_topic};
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -22,16 +21,6 @@ const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_REQUEST: i16 = 42;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-
-fn range(client: &mut Client, key: ApiKey) -> std::ops::RangeInclusive<i16> {
-    let response = client.call(3, &ApiVersionsRequest::default());
-    let api = response
-        .api_keys
-        .iter()
-        .find(|api| api.api_key == key as i16)
-        .unwrap_or_else(|| panic!("{key:?} advertised"));
-    api.min_version..=api.max_version
-}
 
 fn init_producer_id(client: &mut Client, version: i16) -> InitProducerIdResponse {
     client.call(
@@ -93,7 +82,7 @@ fn init_producer_id_hands_out_distinct_ids_at_every_version_and_after_a_restart(
     let mut broker = Broker::start(&[]);
     let mut client = broker.connect();
     let mut ids = BTreeSet::new();
-    for version in range(&mut client, ApiKey::InitProducerId) {
+    for version in advertised_versions(&mut client, ApiKey::InitProducerId) {
         let response = init_producer_id(&mut client, version);
         assert_eq!(response.error_code, 0, "InitProducerId v{version}");
         assert_eq!(response.producer_epoch, 0);
@@ -146,21 +135,10 @@ fn init_producer_id_hands_out_distinct_ids_at_every_version_and_after_a_restart(
 fn idempotent_produce_answers_kafkas_codes_at_every_version() {
     let mut broker = Broker::start(&[]);
     let mut client = broker.connect();
-    let produce_versions = 3..=*range(&mut client, ApiKey::Produce).end();
+    let produce_versions = 3..=*advertised_versions(&mut client, ApiKey::Produce).end();
     for version in produce_versions {
         let topic = format!("idempotent-v{version}");
-        let created: CreateTopicsResponse = client.call(
-            5,
-            &CreateTopicsRequest::default()
-                .with_topics(vec![
-                    CreatableTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
-                        .with_num_partitions(1)
-                        .with_replication_factor(1),
-                ])
-                .with_timeout_ms(10_000),
-        );
-        assert_eq!(created.topics[0].error_code, 0);
+        create_topic(&mut client, &topic, 1);
         let producer = init_producer_id(&mut client, 4).producer_id.0;
         let at = |client: &mut Client, epoch, sequence, count| {
             produce(
@@ -247,18 +225,7 @@ fn idle_producers_expire_after_producer_id_expiration_ms() {
         "producer.id.expiration.check.interval.ms=100",
     ]);
     let mut client = broker.connect();
-    let created: CreateTopicsResponse = client.call(
-        5,
-        &CreateTopicsRequest::default()
-            .with_topics(vec![
-                CreatableTopic::default()
-                    .with_name(TopicName(StrBytes::from_static_str("expiring")))
-                    .with_num_partitions(1)
-                    .with_replication_factor(1),
-            ])
-            .with_timeout_ms(10_000),
-    );
-    assert_eq!(created.topics[0].error_code, 0);
+    create_topic(&mut client, "expiring", 1);
     let producer = init_producer_id(&mut client, 4).producer_id.0;
     // A batch stamped now: the producer is active until a second has passed.
     let mut records = encode_batch(
@@ -319,18 +286,7 @@ fn ids_start_above_the_producer_ids_already_in_the_logs() {
     // broker ever handed out an id.
     let mut broker = Broker::start(&[]);
     let mut client = broker.connect();
-    let created: CreateTopicsResponse = client.call(
-        5,
-        &CreateTopicsRequest::default()
-            .with_topics(vec![
-                CreatableTopic::default()
-                    .with_name(TopicName(StrBytes::from_static_str("adopted")))
-                    .with_num_partitions(1)
-                    .with_replication_factor(1),
-            ])
-            .with_timeout_ms(10_000),
-    );
-    assert_eq!(created.topics[0].error_code, 0);
+    create_topic(&mut client, "adopted", 1);
     let records = idempotent_batch(50_000, 0, 0, 2);
     assert_eq!(produce(&mut client, 9, "adopted", records), (0, 0));
     broker.stop();

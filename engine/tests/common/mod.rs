@@ -10,7 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, RequestHeader, ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
 /// How long a broker may take to print its ready line.
@@ -253,4 +256,32 @@ pub fn output_within(command: &mut Command, limit: Duration) -> std::process::Ou
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().expect("output")
+}
+
+/// The versions of `key` the broker advertises in ApiVersions.
+pub fn advertised_versions(client: &mut Client, key: ApiKey) -> std::ops::RangeInclusive<i16> {
+    let response = client.call(3, &ApiVersionsRequest::default());
+    let api = response
+        .api_keys
+        .iter()
+        .find(|api| api.api_key == key as i16)
+        .unwrap_or_else(|| panic!("{key:?} advertised"));
+    api.min_version..=api.max_version
+}
+
+/// Creates `topic` with `partitions` partitions (CreateTopics v5, replication factor 1)
+/// and asserts that the broker created it.
+pub fn create_topic(client: &mut Client, topic: &str, partitions: i32) {
+    let created = client.call(
+        5,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1),
+            ])
+            .with_timeout_ms(10_000),
+    );
+    assert_eq!(created.topics[0].error_code, 0, "create topic {topic}");
 }

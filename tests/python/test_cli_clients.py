@@ -48,6 +48,13 @@ def weir(*args: str, stdin: bytes | None = None, timeout_s: float = RUN_TIMEOUT_
                           timeout=timeout_s, preexec_fn=conftest._die_with_parent)
 
 
+def produce(bootstrap: str, topic: str, *flags: str, stdin: bytes) -> subprocess.CompletedProcess:
+    """Runs `weir produce` on `stdin` into `topic` and asserts that it succeeded."""
+    result = weir("produce", "--bootstrap-server", bootstrap, "--topic", topic, *flags, stdin=stdin)
+    assert result.returncode == 0, result.stderr.decode()
+    return result
+
+
 def spawn(*args: str, stdin=subprocess.DEVNULL) -> subprocess.Popen:
     return subprocess.Popen([WEIR, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=conftest._die_with_parent)
@@ -119,15 +126,11 @@ def test_keyed_and_unkeyed_lines_come_back_in_kafkas_exact_output_format(broker)
     topic = support.unique_topic("cli-format")
     support.create_topic(broker.bootstrap, topic, 3)
     keyed = [f"user-{i % 7}:value {i} with spaces" for i in range(60)]
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", topic,
-                  "--property", "parse.key=true", "--property", "key.separator=:",
-                  stdin=("\n".join(keyed) + "\n").encode())
-    assert result.returncode == 0, result.stderr.decode()
+    result = produce(broker.bootstrap, topic, "--property", "parse.key=true", "--property", "key.separator=:",
+                     stdin=("\n".join(keyed) + "\n").encode())
     assert result.stdout == b"", "the producer keeps stdout clean"
     unkeyed = [f"plain {i}\twith a tab" for i in range(40)]
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", topic,
-                  stdin=("\n".join(unkeyed) + "\n").encode())
-    assert result.returncode == 0, result.stderr.decode()
+    produce(broker.bootstrap, topic, stdin=("\n".join(unkeyed) + "\n").encode())
 
     stored = read_all(broker.bootstrap, topic, 3, 100)
     def comparable(pair):
@@ -161,10 +164,8 @@ def test_a_single_partition_prints_exactly_in_order_with_default_and_custom_form
     topic = support.unique_topic("cli-single")
     support.create_topic(broker.bootstrap, topic, 1)
     lines = [f"k{i}|v{i}" for i in range(20)]
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", topic,
-                  "--property", "parse.key=true", "--property", "key.separator=|",
-                  stdin=("\n".join(lines) + "\n").encode())
-    assert result.returncode == 0, result.stderr.decode()
+    produce(broker.bootstrap, topic, "--property", "parse.key=true", "--property", "key.separator=|",
+            stdin=("\n".join(lines) + "\n").encode())
     stored = read_all(broker.bootstrap, topic, 1, 20)
 
     result = weir("consume", "--bootstrap-server", broker.bootstrap, "--topic", topic,
@@ -188,10 +189,8 @@ def test_keys_land_on_the_partition_librdkafka_murmur2_random_picks(broker):
     support.create_topic(broker.bootstrap, ours, partitions)
     support.create_topic(broker.bootstrap, theirs, partitions)
     keys = [f"customer-{i}" for i in range(200)] + ["", "a", "21", "foobar", "ünïcödé"]
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", ours,
-                  "--property", "parse.key=true",
-                  stdin="".join(f"{key}\tv\n" for key in keys).encode())
-    assert result.returncode == 0, result.stderr.decode()
+    produce(broker.bootstrap, ours, "--property", "parse.key=true",
+            stdin="".join(f"{key}\tv\n" for key in keys).encode())
     delivered = support.confluent_produce(broker.bootstrap, theirs, [(k.encode(), b"v") for k in keys],
                                           config={"partitioner": "murmur2_random"})
     expected = {key.encode(): partition for key, (partition, _) in zip(keys, delivered)}
@@ -206,9 +205,8 @@ def test_each_compression_codec_is_stored_compressed_and_readable_by_confluent_k
     topic = support.unique_topic(f"cli-{codec}")
     support.create_topic(broker.bootstrap, topic, 1)
     values = [f"{i:06d} " + "compressible text " * 8 for i in range(500)]
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", topic,
-                  "--compression-codec", codec, stdin=("\n".join(values) + "\n").encode())
-    assert result.returncode == 0, result.stderr.decode()
+    produce(broker.bootstrap, topic, "--compression-codec", codec,
+            stdin=("\n".join(values) + "\n").encode())
     assert first_batch_header(broker, topic)["codec"] == CODEC_IDS[codec]
     stored = read_all(broker.bootstrap, topic, 1, len(values))
     assert [r[4].decode() for r in stored] == values
@@ -218,15 +216,11 @@ def test_each_compression_codec_is_stored_compressed_and_readable_by_confluent_k
 def test_compression_codec_without_a_value_means_gzip_and_the_property_works_too(broker):
     topic = support.unique_topic("cli-gzip-default")
     support.create_topic(broker.bootstrap, topic, 1)
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", topic,
-                  "--compression-codec", stdin=b"one\ntwo\n")
-    assert result.returncode == 0, result.stderr.decode()
+    produce(broker.bootstrap, topic, "--compression-codec", stdin=b"one\ntwo\n")
     assert first_batch_header(broker, topic)["codec"] == CODEC_IDS["gzip"]
     other = support.unique_topic("cli-zstd-property")
     support.create_topic(broker.bootstrap, other, 1)
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", other,
-                  "--producer-property", "compression.type=zstd", stdin=b"one\n")
-    assert result.returncode == 0, result.stderr.decode()
+    produce(broker.bootstrap, other, "--producer-property", "compression.type=zstd", stdin=b"one\n")
     assert first_batch_header(broker, other)["codec"] == CODEC_IDS["zstd"]
 
 
@@ -268,10 +262,8 @@ def test_produced_headers_and_null_marker_reach_confluent_kafka(broker):
     topic = support.unique_topic("cli-headers")
     support.create_topic(broker.bootstrap, topic, 1)
     lines = ["h1:v1,h2:v2\tkey1\tvalue1", "h:NULL\tNULL\tNULL", "x:y\tkey3\tvalue\twith tab"]
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", topic,
-                  "--property", "parse.headers=true", "--property", "parse.key=true",
-                  "--property", "null.marker=NULL", stdin=("\n".join(lines) + "\n").encode())
-    assert result.returncode == 0, result.stderr.decode()
+    produce(broker.bootstrap, topic, "--property", "parse.headers=true", "--property", "parse.key=true",
+            "--property", "null.marker=NULL", stdin=("\n".join(lines) + "\n").encode())
     stored = read_all(broker.bootstrap, topic, 1, 3)
     assert [(r[3], r[4], r[5]) for r in stored] == [
         (b"key1", b"value1", [("h1", b"v1"), ("h2", b"v2")]),
@@ -283,10 +275,8 @@ def test_produced_headers_and_null_marker_reach_confluent_kafka(broker):
 def test_partition_and_offset_choose_where_consumption_starts(broker):
     topic = support.unique_topic("cli-offsets")
     support.create_topic(broker.bootstrap, topic, 2)
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", topic,
-                  "--property", "parse.key=true",
-                  stdin="".join(f"same-key\tv{i}\n" for i in range(10)).encode())
-    assert result.returncode == 0, result.stderr.decode()
+    produce(broker.bootstrap, topic, "--property", "parse.key=true",
+            stdin="".join(f"same-key\tv{i}\n" for i in range(10)).encode())
     partition = read_all(broker.bootstrap, topic, 2, 10)[0][0]
 
     common = ["consume", "--bootstrap-server", broker.bootstrap, "--topic", topic, "--partition", str(partition)]
@@ -318,9 +308,7 @@ def test_partition_and_offset_choose_where_consumption_starts(broker):
 def test_timeout_ms_exits_after_the_last_record_and_reports_the_total(broker):
     topic = support.unique_topic("cli-timeout")
     support.create_topic(broker.bootstrap, topic, 3)
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", topic,
-                  stdin=b"".join(f"r{i}\n".encode() for i in range(25)))
-    assert result.returncode == 0, result.stderr.decode()
+    produce(broker.bootstrap, topic, stdin=b"".join(f"r{i}\n".encode() for i in range(25)))
     started = time.monotonic()
     result = weir("consume", "--bootstrap-server", broker.bootstrap, "--topic", topic,
                   "--from-beginning", "--timeout-ms", "1000")
@@ -344,10 +332,8 @@ def test_group_commits_what_it_printed_and_a_second_run_continues_there(make_bro
     broker = make_broker(overrides=GROUP_BROKER)
     topic, group = support.unique_topic("cli-group"), support.unique_topic("cli-group-id")
     support.create_topic(broker.bootstrap, topic, 3)
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", topic,
-                  "--property", "parse.key=true",
-                  stdin=b"".join(f"key{i % 10}\tm{i:03d}\n".encode() for i in range(60)))
-    assert result.returncode == 0, result.stderr.decode()
+    produce(broker.bootstrap, topic, "--property", "parse.key=true",
+            stdin=b"".join(f"key{i % 10}\tm{i:03d}\n".encode() for i in range(60)))
 
     first = weir("consume", "--bootstrap-server", broker.bootstrap, "--topic", topic, "--group", group,
                  "--from-beginning", "--max-messages", "25", "--property", "print.partition=true",
@@ -494,8 +480,7 @@ def test_producing_to_a_missing_topic_without_auto_create_fails_clearly(make_bro
 
 def test_producing_to_a_missing_topic_with_auto_create_creates_it(broker):
     topic = support.unique_topic("cli-auto")
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", topic, stdin=b"hello\n")
-    assert result.returncode == 0, result.stderr.decode()
+    produce(broker.bootstrap, topic, stdin=b"hello\n")
     assert [r[4] for r in read_all(broker.bootstrap, topic, 1, 1)] == [b"hello"]
 
 
@@ -532,10 +517,8 @@ def test_a_line_without_key_separator_stops_after_producing_the_lines_before(bro
     assert "No key separator found on line number 2: 'no separator here'" in result.stderr.decode()
     assert [r[4] for r in read_all(broker.bootstrap, topic, 1, 1)] == [b"good"]
 
-    result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", topic,
-                  "--property", "parse.key=true", "--property", "ignore.error=true",
-                  stdin=b"whole line value\n")
-    assert result.returncode == 0, result.stderr.decode()
+    produce(broker.bootstrap, topic, "--property", "parse.key=true", "--property", "ignore.error=true",
+            stdin=b"whole line value\n")
     assert read_all(broker.bootstrap, topic, 1, 2)[1][3:5] == (None, b"whole line value")
 
 
@@ -546,9 +529,7 @@ def test_idempotence_follows_kafkas_defaults_and_settings(broker):
     for extra, idempotent in cases:
         topic = support.unique_topic("cli-idempotence")
         support.create_topic(broker.bootstrap, topic, 1)
-        result = weir("produce", "--bootstrap-server", broker.bootstrap, "--topic", topic, *extra,
-                      stdin=b"a\nb\n")
-        assert result.returncode == 0, result.stderr.decode()
+        produce(broker.bootstrap, topic, *extra, stdin=b"a\nb\n")
         header = first_batch_header(broker, topic)
         assert (header["producer_id"] >= 0) == idempotent, (extra, header)
         assert header["base_sequence"] == (0 if idempotent else -1), (extra, header)

@@ -277,7 +277,9 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
             futures::pin_mut!(accept, shutdown);
             match futures::future::select(accept, shutdown).await {
                 futures::future::Either::Left((accepted, _)) => accepted,
-                futures::future::Either::Right(_) => break,
+                // The event is a hint: only a real shutdown ends accepting.
+                futures::future::Either::Right(_) if shard.is_shutting_down() => break,
+                futures::future::Either::Right(_) => continue,
             }
         };
         match accepted {
@@ -323,7 +325,8 @@ async fn producer_expiry_loop(shard: Rc<Shard>) {
         let sleep = glommio::timer::sleep(interval);
         let shutdown = shard.shutdown.listen();
         futures::pin_mut!(sleep, shutdown);
-        if let futures::future::Either::Right(_) = futures::future::select(sleep, shutdown).await {
+        futures::future::select(sleep, shutdown).await;
+        if shard.is_shutting_down() {
             return;
         }
         let now_ms = crate::group::driver::now_ms() as i64;

@@ -117,7 +117,8 @@ pub async fn expiry_loop(shard: Rc<Shard>) {
         let shutdown = shard.shutdown.listen();
         let timer = glommio::timer::sleep(interval);
         futures::pin_mut!(shutdown, timer);
-        if let futures::future::Either::Left(_) = futures::future::select(shutdown, timer).await {
+        futures::future::select(shutdown, timer).await;
+        if shard.is_shutting_down() {
             return;
         }
         shard.groups.expire_offsets(&shard).await;

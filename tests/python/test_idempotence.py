@@ -621,10 +621,13 @@ class Proxy:
             with self.lock:
                 self.errors.append(f"request: {e!r}")
         finally:
-            with self.lock:
-                link.client_gone = True
-            self._close(link.client)
-            self._close(link.upstream)
+            self._close_link(link)
+
+    def _close_link(self, link: Link) -> None:
+        with self.lock:
+            link.client_gone = True
+        self._close(link.client)
+        self._close(link.upstream)
 
     def _note_request(self, link: Link, frame: bytes) -> None:
         request = kproto.decode_produce_request(frame)
@@ -667,10 +670,7 @@ class Proxy:
             with self.lock:
                 self.errors.append(f"response: {e!r}")
         finally:
-            with self.lock:
-                link.client_gone = True
-            self._close(link.client)
-            self._close(link.upstream)
+            self._close_link(link)
 
     def _note_response(self, link: Link, frame: bytes, delivered: bool) -> None:
         correlation_id = int.from_bytes(frame[:4], "big", signed=True)

@@ -325,9 +325,11 @@ impl PartitionLog {
             validate_batches(&buffer, u32::MAX).is_ok(),
             "stamping keeps batches valid"
         );
-        let written_by_producer = batch::iterate_batches(&buffer)
-            .find(|(_, header)| header.producer_id() != NO_PRODUCER_ID)
-            .map(|(_, header)| (producer_batch(&header), header.last_offset()));
+        // `check_producer` let an idempotent batch through only alone, so one header
+        // look (the stamped one: its offsets and timestamp are final) is enough.
+        let written_by_producer = BatchHeader::new(&buffer)
+            .filter(|header| infos.len() == 1 && header.producer_id() != NO_PRODUCER_ID)
+            .map(|header| (producer_batch(&header), header.last_offset()));
 
         self.maybe_roll(now_ms, buffer.len() as u64, last_offset)
             .await?;

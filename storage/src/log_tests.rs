@@ -64,6 +64,19 @@ async fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, i64)> {
     offsets
 }
 
+/// Checks ListOffsets-by-timestamp answers: (target time, expected (offset, timestamp)).
+async fn assert_lookups(log: &PartitionLog, expected: &[(i64, Option<(i64, i64)>)]) {
+    for &(timestamp_ms, answer) in expected {
+        assert_eq!(
+            log.offset_for_timestamp(timestamp_ms)
+                .await
+                .expect("lookup"),
+            answer,
+            "lookup of {timestamp_ms}"
+        );
+    }
+}
+
 #[test]
 fn append_assigns_contiguous_offsets_and_reads_them_back_across_rolls() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -204,27 +217,18 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after_the_time() {
                 .expect("append");
         }
         assert!(log.segment_count() > 2);
-        assert_eq!(
-            log.offset_for_timestamp(0).await.expect("lookup"),
-            Some((0, 1000))
-        );
-        assert_eq!(
-            log.offset_for_timestamp(1001).await.expect("lookup"),
-            Some((1, 1001))
-        );
-        assert_eq!(
-            log.offset_for_timestamp(1003).await.expect("lookup"),
-            Some((3, 1010))
-        );
-        assert_eq!(
-            log.offset_for_timestamp(1152).await.expect("lookup"),
-            Some((47, 1152))
-        );
-        assert_eq!(
-            log.offset_for_timestamp(1292).await.expect("lookup"),
-            Some((89, 1292))
-        );
-        assert_eq!(log.offset_for_timestamp(1293).await.expect("lookup"), None);
+        assert_lookups(
+            &log,
+            &[
+                (0, Some((0, 1000))),
+                (1001, Some((1, 1001))),
+                (1003, Some((3, 1010))),
+                (1152, Some((47, 1152))),
+                (1292, Some((89, 1292))),
+                (1293, None),
+            ],
+        )
+        .await;
         assert_eq!(log.max_timestamp().await.expect("max"), Some((89, 1292)));
         // Same answers after reopening (indexes from disk, tails scanned).
         log.close().await.expect("close");
@@ -685,24 +689,18 @@ fn timestamp_lookups_find_the_first_matching_record_inside_compressed_batches() 
         log.append(Bytes::from(compressed), 0, 0)
             .await
             .expect("append");
-        assert_eq!(
-            log.offset_for_timestamp(101).await.expect("lookup"),
-            Some((1, 101))
-        );
-        assert_eq!(
-            log.offset_for_timestamp(150).await.expect("lookup"),
-            Some((2, 200))
-        );
-        // Kafka decompresses: the record at or after the time, not the batch start.
-        assert_eq!(
-            log.offset_for_timestamp(201).await.expect("lookup"),
-            Some((3, 201))
-        );
-        assert_eq!(
-            log.offset_for_timestamp(202).await.expect("lookup"),
-            Some((4, 202))
-        );
-        assert_eq!(log.offset_for_timestamp(203).await.expect("lookup"), None);
+        assert_lookups(
+            &log,
+            &[
+                (101, Some((1, 101))),
+                (150, Some((2, 200))),
+                // Kafka decompresses: the record at or after the time, not the batch start.
+                (201, Some((3, 201))),
+                (202, Some((4, 202))),
+                (203, None),
+            ],
+        )
+        .await;
         assert_eq!(log.max_timestamp().await.expect("max"), Some((4, 202)));
         log.close().await.expect("close");
     });

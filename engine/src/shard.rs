@@ -382,27 +382,8 @@ impl Shard {
 pub fn log_config_for(config: &BrokerConfig, topic: &TopicMetadata) -> LogConfig {
     let mut log = config.log_defaults.clone();
     for (key, value) in &topic.configs {
-        if topic_config::validate(key, value).is_err() {
-            continue;
-        }
-        match key.as_str() {
-            "segment.bytes" => log.segment_bytes = value.parse().unwrap_or(log.segment_bytes),
-            "segment.ms" => log.segment_ms = value.parse().unwrap_or(log.segment_ms),
-            "index.interval.bytes" => {
-                log.index_interval_bytes = value.parse().unwrap_or(log.index_interval_bytes)
-            }
-            "segment.index.bytes" => {
-                log.segment_index_bytes = value.parse().unwrap_or(log.segment_index_bytes)
-            }
-            "max.message.bytes" => {
-                log.max_message_bytes = value.parse().unwrap_or(log.max_message_bytes)
-            }
-            "flush.messages" => {
-                log.flush_interval_messages = value.parse().unwrap_or(log.flush_interval_messages)
-            }
-            "flush.ms" => log.flush_interval_ms = value.parse().ok(),
-            "message.timestamp.type" => log.log_append_time = value == "LogAppendTime",
-            _ => {}
+        if topic_config::validate(key, value).is_ok() {
+            topic_config::apply(&mut log, key, value);
         }
     }
     log

@@ -41,8 +41,15 @@ pub const SEGMENT_INDEX_BYTES_DEFAULT: u32 = 10 << 20;
 /// Kafka's default `message.max.bytes` (1 MiB + 12 bytes of log overhead).
 pub const MAX_MESSAGE_BYTES_DEFAULT: u32 = 1_048_588;
 
+/// Kafka's default `retention.ms` (7 days).
+pub const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
+/// Kafka's default `delete.retention.ms` (1 day): how long tombstones outlive compaction.
+pub const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 60 * 60 * 1000;
+/// Kafka's default `file.delete.delay.ms`.
+pub const FILE_DELETE_DELAY_MS_DEFAULT: u64 = 60_000;
+
 /// Per-partition log settings, named after Kafka's topic/broker configs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
     /// `log.segment.bytes`: roll when the active segment would grow past this.
     pub segment_bytes: u64,
@@ -62,6 +69,27 @@ pub struct LogConfig {
     pub log_append_time: bool,
     /// `producer.id.expiration.ms`: idle producers are forgotten after this long.
     pub producer_id_expiration_ms: i64,
+    /// `cleanup.policy` holds `delete`: retention removes old segments.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` holds `compact`: the cleaner keeps the latest record per key.
+    pub cleanup_compact: bool,
+    /// `retention.ms`: a segment whose newest timestamp is older than this is deleted
+    /// (negative: no time limit).
+    pub retention_ms: i64,
+    /// `retention.bytes`: oldest segments are deleted while the log is larger than this
+    /// (negative: no size limit).
+    pub retention_bytes: i64,
+    /// `delete.retention.ms`: how long a tombstone survives once compaction reached it.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: records younger than this are never compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a record older than this makes its log cleanable
+    /// whatever the dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: dirty bytes / total bytes at which cleaning starts.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `file.delete.delay.ms`: a deleted segment's files stay as `.deleted` this long.
+    pub file_delete_delay_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -76,6 +104,15 @@ impl Default for LogConfig {
             flush_interval_ms: None,
             log_append_time: false,
             producer_id_expiration_ms: PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            retention_ms: RETENTION_MS_DEFAULT,
+            retention_bytes: -1,
+            delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
+            file_delete_delay_ms: FILE_DELETE_DELAY_MS_DEFAULT,
         }
     }
 }

@@ -12,6 +12,12 @@ use super::properties;
 /// Where a config value came from, with Kafka's DescribeConfigs source codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
+    /// Set at runtime for this broker (AlterConfigs on resource `<node id>`;
+    /// DYNAMIC_BROKER_CONFIG = 2).
+    DynamicBroker,
+    /// Set at runtime for every broker (AlterConfigs on resource `""`;
+    /// DYNAMIC_DEFAULT_BROKER_CONFIG = 3).
+    DynamicDefaultBroker,
     /// Set in the properties file, the environment or a flag (STATIC_BROKER_CONFIG = 4).
     Static,
     /// Kafka's built-in default (DEFAULT_CONFIG = 5).
@@ -22,6 +28,8 @@ impl ConfigSource {
     /// Kafka's numeric config source.
     pub fn code(self) -> i8 {
         match self {
+            ConfigSource::DynamicBroker => 2,
+            ConfigSource::DynamicDefaultBroker => 3,
             ConfigSource::Static => 4,
             ConfigSource::Default => 5,
         }
@@ -83,6 +91,13 @@ const KNOWN_KEYS: &[(&str, Option<&str>)] = &[
     ),
     ("log.cleaner.min.cleanable.ratio", Some("0.5")),
     ("log.cleaner.backoff.ms", Some("15000")),
+    ("log.cleaner.enable", Some("true")),
+    (
+        "log.cleaner.io.max.bytes.per.second",
+        Some("1.7976931348623157E308"),
+    ),
+    ("log.cleaner.dedupe.buffer.size", Some("134217728")),
+    ("weir.log.dir.min.free.bytes", Some("536870912")),
     ("log.segment.delete.delay.ms", Some("60000")),
     ("min.insync.replicas", Some("1")),
     ("compression.type", Some("producer")),
@@ -119,6 +134,8 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "inter.broker.listener.name",
     "listener.security.protocol.map",
     "num.replica.fetchers",
+    // One cleaner runs per shard: the shard count is the cleaner thread count.
+    "log.cleaner.threads",
 ];
 
 /// `WEIR_*` variables that tools and tests use and that are not config keys:
@@ -148,6 +165,26 @@ pub struct GroupSettings {
     pub group_size_max: i64,
 }
 
+/// Retention, log cleaner and disk-space settings (Kafka's key names in comments).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogMaintenanceSettings {
+    /// log.retention.check.interval.ms
+    pub retention_check_interval_ms: u64,
+    /// log.cleaner.enable
+    pub cleaner_enable: bool,
+    /// log.cleaner.backoff.ms: sleep when no log needs cleaning.
+    pub cleaner_backoff_ms: u64,
+    /// log.cleaner.io.max.bytes.per.second: each shard's cleaner reads and writes at
+    /// most this many bytes per second.
+    pub cleaner_io_bytes_per_second_max: f64,
+    /// log.cleaner.dedupe.buffer.size: memory for the key → offset map of one cleaning,
+    /// shared by the shards' cleaners.
+    pub cleaner_dedupe_buffer_bytes: u64,
+    /// weir.log.dir.min.free.bytes: below this much free space in a log dir, produce to
+    /// it fails with KAFKA_STORAGE_ERROR until space returns.
+    pub log_dir_free_bytes_min: u64,
+}
+
 /// The broker's configuration after merging every source.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -169,8 +206,13 @@ pub struct BrokerConfig {
     pub groups: GroupSettings,
     /// `producer.id.expiration.check.interval.ms`: how often idle producers are dropped.
     pub producer_id_expiration_check_interval_ms: u64,
+    /// Retention, cleaner and disk-space settings.
+    pub maintenance: LogMaintenanceSettings,
     /// Every known key with its effective value and source (for DescribeConfigs).
     values: BTreeMap<String, (String, ConfigSource)>,
+    /// The keys set in the file, environment and flags, for re-merging with dynamic
+    /// configs (`with_dynamic`).
+    static_set: BTreeMap<String, String>,
     /// Human-readable notes on unknown or ignored keys, logged at start-up.
     pub warnings: Vec<String>,
 }
@@ -205,10 +247,40 @@ impl BrokerConfig {
                 .ok_or_else(|| ConfigError::BadOverride(item.clone()))?;
             set.insert(key.trim().to_string(), value.trim().to_string());
         }
-        Self::from_map(set)
+        Self::from_layers(set, &BTreeMap::new(), &BTreeMap::new())
     }
 
-    fn from_map(set: BTreeMap<String, String>) -> Result<BrokerConfig, ConfigError> {
+    /// This configuration with dynamic values applied: `cluster` (resource `""`) over
+    /// the static keys, `node` (resource `<node id>`) over both, as Kafka layers them.
+    pub fn with_dynamic(
+        &self,
+        cluster: &BTreeMap<String, String>,
+        node: &BTreeMap<String, String>,
+    ) -> Result<BrokerConfig, ConfigError> {
+        Self::from_layers(self.static_set.clone(), cluster, node)
+    }
+
+    fn from_layers(
+        static_set: BTreeMap<String, String>,
+        cluster: &BTreeMap<String, String>,
+        node: &BTreeMap<String, String>,
+    ) -> Result<BrokerConfig, ConfigError> {
+        let mut set = static_set.clone();
+        set.extend(
+            cluster
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        set.extend(node.iter().map(|(key, value)| (key.clone(), value.clone())));
+        let source_of = |key: &str| {
+            if node.contains_key(key) {
+                ConfigSource::DynamicBroker
+            } else if cluster.contains_key(key) {
+                ConfigSource::DynamicDefaultBroker
+            } else {
+                ConfigSource::Static
+            }
+        };
         let mut warnings = Vec::new();
         for key in set.keys() {
             if key == "zookeeper.connect" || key.starts_with("zookeeper.") {
@@ -226,7 +298,7 @@ impl BrokerConfig {
         let mut values = BTreeMap::new();
         for (key, default) in KNOWN_KEYS {
             if let Some(value) = set.get(*key) {
-                values.insert(key.to_string(), (value.clone(), ConfigSource::Static));
+                values.insert(key.to_string(), (value.clone(), source_of(key)));
             } else if let Some(default) = default {
                 values.insert(
                     key.to_string(),
@@ -367,6 +439,8 @@ impl BrokerConfig {
             flush_interval_ms: flush_interval_ms.map(|ms| ms.max(1) as u64),
             log_append_time: timestamp_type == "LogAppendTime",
             producer_id_expiration_ms: number_i64("producer.id.expiration.ms")?,
+            // Retention and cleaner keys: `apply_topic_defaults`.
+            ..LogConfig::default()
         };
         let producer_id_expiration_check_interval_ms =
             number_i64("producer.id.expiration.check.interval.ms")?;
@@ -422,6 +496,29 @@ impl BrokerConfig {
                 "must not be below group.min.session.timeout.ms",
             ));
         }
+        let maintenance = LogMaintenanceSettings {
+            retention_check_interval_ms: number_i64("log.retention.check.interval.ms")?.max(1)
+                as u64,
+            cleaner_enable: parse_bool(
+                "log.cleaner.enable",
+                get("log.cleaner.enable").expect("default"),
+            )?,
+            cleaner_backoff_ms: number_i64("log.cleaner.backoff.ms")?.max(1) as u64,
+            cleaner_io_bytes_per_second_max: parse_number::<f64>(
+                "log.cleaner.io.max.bytes.per.second",
+                get("log.cleaner.io.max.bytes.per.second").expect("default"),
+            )?,
+            cleaner_dedupe_buffer_bytes: number_i64("log.cleaner.dedupe.buffer.size")?.max(0)
+                as u64,
+            log_dir_free_bytes_min: number_i64("weir.log.dir.min.free.bytes")?.max(0) as u64,
+        };
+        if maintenance.cleaner_io_bytes_per_second_max <= 0.0 {
+            return Err(invalid(
+                "log.cleaner.io.max.bytes.per.second",
+                get("log.cleaner.io.max.bytes.per.second").expect("default"),
+                "must be positive",
+            ));
+        }
         Ok(BrokerConfig {
             node_id,
             log_dirs,
@@ -439,13 +536,36 @@ impl BrokerConfig {
             groups,
             producer_id_expiration_check_interval_ms: producer_id_expiration_check_interval_ms
                 as u64,
+            maintenance,
             values,
+            static_set,
             warnings,
         })
-        .map(|mut config| {
+        .and_then(|mut config| {
             config.advertised_port = advertised_port as i32;
-            config
+            config.apply_topic_defaults()?;
+            Ok(config)
         })
+    }
+
+    /// Folds the broker keys behind topic configs (`log.retention.hours`,
+    /// `log.cleanup.policy`, ...) into `log_defaults`, checking each against the topic
+    /// key's rules so a bad broker value is refused at start-up (or at AlterConfigs).
+    fn apply_topic_defaults(&mut self) -> Result<(), ConfigError> {
+        for key in super::TOPIC_CONFIG_KEYS {
+            let (mut value, broker_key) = self.topic_default(key);
+            let Some((broker_key, _)) = broker_key else {
+                continue;
+            };
+            if key.name == "retention.ms" && value.parse::<i64>().is_ok_and(|ms| ms < 0) {
+                value = "-1".to_string(); // Kafka: any negative retention means "no limit".
+            }
+            super::topic::validate(key.name, &value)
+                .map_err(|reason| invalid(broker_key, &value, &reason))?;
+            super::topic::apply(&mut self.log_defaults, key.name, &value);
+        }
+        super::topic::validate_together(&self.log_defaults)
+            .map_err(|reason| invalid("log.cleaner.min.compaction.lag.ms", "", &reason))
     }
 
     /// The effective value and source of a broker key, if weir knows it.
@@ -623,6 +743,57 @@ mod tests {
             config.value("log.segment.bytes"),
             Some(("2000", ConfigSource::Static))
         );
+    }
+
+    #[test]
+    fn retention_and_cleaner_keys_reach_the_log_defaults() {
+        let config = load(&[
+            "log.retention.minutes=30",
+            "log.retention.bytes=4096",
+            "log.cleanup.policy=compact",
+        ])
+        .unwrap();
+        let log = &config.log_defaults;
+        assert_eq!((log.retention_ms, log.retention_bytes), (1_800_000, 4096));
+        assert!(log.cleanup_compact && !log.cleanup_delete);
+        assert_eq!(
+            load(&[]).unwrap().log_defaults.retention_ms,
+            7 * 24 * 3_600_000
+        );
+        assert_eq!(
+            load(&["log.retention.hours=-1"])
+                .unwrap()
+                .log_defaults
+                .retention_ms,
+            -1
+        );
+        let error = load(&["log.cleaner.min.cleanable.ratio=2"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("log.cleaner.min.cleanable.ratio"), "{error}");
+    }
+
+    #[test]
+    fn dynamic_values_layer_over_static_ones_with_their_sources() {
+        let config = load(&["log.retention.ms=5000", "log.segment.bytes=2000"]).unwrap();
+        let cluster = BTreeMap::from([("log.retention.ms".to_string(), "7000".to_string())]);
+        let node = BTreeMap::from([("log.segment.bytes".to_string(), "3000".to_string())]);
+        let dynamic = config.with_dynamic(&cluster, &node).unwrap();
+        assert_eq!(dynamic.log_defaults.retention_ms, 7000);
+        assert_eq!(dynamic.log_defaults.segment_bytes, 3000);
+        assert_eq!(
+            dynamic.value("log.retention.ms"),
+            Some(("7000", ConfigSource::DynamicDefaultBroker))
+        );
+        assert_eq!(
+            dynamic.value("log.segment.bytes"),
+            Some(("3000", ConfigSource::DynamicBroker))
+        );
+        // Removing the dynamic values restores the static ones.
+        let restored = dynamic
+            .with_dynamic(&BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
+        assert_eq!(restored.log_defaults, config.log_defaults);
     }
 
     #[test]

@@ -60,7 +60,11 @@ pub struct StartupState {
 pub struct Shard {
     pub id: usize,
     pub count: usize,
+    /// The static configuration (file, environment, flags).
     pub config: Arc<BrokerConfig>,
+    /// `config` with the dynamic broker configs of the current metadata applied: what
+    /// log defaults, retention and the cleaner read.
+    effective_config: RefCell<Arc<BrokerConfig>>,
     metadata: RefCell<Arc<ClusterMetadata>>,
     partitions: RefCell<HashMap<(String, i32), Rc<Partition>>>,
     senders: Vec<Option<ConnectedSender<ShardTask>>>,
@@ -104,6 +108,7 @@ impl Shard {
         Rc::new(Shard {
             id,
             count,
+            effective_config: RefCell::new(config.clone()),
             config,
             metadata: RefCell::new(metadata),
             partitions: RefCell::new(HashMap::new()),
@@ -169,6 +174,11 @@ impl Shard {
         }
     }
 
+    /// The configuration in force now: static keys with dynamic broker configs applied.
+    pub fn effective_config(&self) -> Arc<BrokerConfig> {
+        self.effective_config.borrow().clone()
+    }
+
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
         self.metadata.borrow().clone()
     }
@@ -201,7 +211,7 @@ impl Shard {
 
     /// The log settings of a topic: broker defaults with the topic's overrides applied.
     pub fn log_config_for(&self, topic: &TopicMetadata) -> LogConfig {
-        log_config_for(&self.config, topic)
+        log_config_for(&self.effective_config(), topic)
     }
 
     /// Installs a new metadata snapshot: opens partitions this shard now owns, closes

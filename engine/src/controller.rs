@@ -14,6 +14,7 @@ use kafka_protocol::error::ResponseError;
 use tracing::{error, info};
 use uuid::Uuid;
 
+use crate::config::dynamic::{self, ConfigChange, ConfigResource};
 use crate::config::topic as topic_config;
 use crate::metadata::{ClusterMetadata, TopicMetadata, validate_topic_name};
 use crate::shard::Shard;
@@ -247,6 +248,101 @@ pub async fn create_partitions(
     commit(&shard, outcomes, next).await
 }
 
+/// Changes topic configs and dynamic broker configs (on the controller shard).
+/// `replace` is AlterConfigs' meaning (the request lists the resource's whole config);
+/// otherwise IncrementalAlterConfigs'. Each resource succeeds or fails on its own; the
+/// successful ones are persisted and published together, before the answer.
+pub async fn alter_configs(
+    shard: Rc<Shard>,
+    requests: Vec<(ConfigResource, Vec<ConfigChange>)>,
+    replace: bool,
+    validate_only: bool,
+) -> Vec<Result<(), (i16, String)>> {
+    let _permit = lock(&shard).await;
+    let current = shard.metadata();
+    let static_config = shard.config.clone();
+    let node_name = static_config.node_id.to_string();
+    let mut topics = current.topics.clone();
+    let mut broker_configs = current.broker_configs.clone();
+    let mut changed = false;
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for (resource, changes) in requests {
+        let list_default = |name: &str| dynamic::list_default(&static_config, name);
+        let outcome = match &resource {
+            ConfigResource::Topic(name) => match topics.get(name) {
+                None => Err(failure(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("Topic '{name}' does not exist."),
+                )),
+                Some(topic) => {
+                    dynamic::apply_changes(&topic.configs, &changes, replace, list_default)
+                        .and_then(|configs| {
+                            let (cluster, node) = layers(&broker_configs, &node_name);
+                            let effective = static_config
+                                .with_dynamic(&cluster, &node)
+                                .unwrap_or_else(|_| (*static_config).clone());
+                            dynamic::validate_topic_configs(&effective, &configs)?;
+                            Ok(configs)
+                        })
+                        .map(|configs| {
+                            let topic = topics.get_mut(name).expect("looked up above");
+                            if topic.configs != configs {
+                                topic.configs = configs;
+                                changed = true;
+                            }
+                        })
+                }
+            },
+            ConfigResource::Broker(name) if name.is_empty() || *name == node_name => {
+                let before = broker_configs.get(name).cloned().unwrap_or_default();
+                dynamic::apply_changes(&before, &changes, replace, list_default).and_then(
+                    |configs| {
+                        let mut next = broker_configs.clone();
+                        next.insert(name.clone(), configs.clone());
+                        let (cluster, node) = layers(&next, &node_name);
+                        dynamic::validate_broker_configs(&static_config, &cluster, &node)?;
+                        if configs != before {
+                            if configs.is_empty() {
+                                broker_configs.remove(name);
+                            } else {
+                                broker_configs.insert(name.clone(), configs);
+                            }
+                            changed = true;
+                        }
+                        Ok(())
+                    },
+                )
+            }
+            ConfigResource::Broker(name) => Err(failure(
+                ResponseError::InvalidRequest,
+                format!(
+                    "Unexpected broker id, expected {node_name} or empty string, but received {name}"
+                ),
+            )),
+        };
+        outcomes.push(outcome);
+    }
+    if validate_only || !changed {
+        return outcomes;
+    }
+    let mut next = current.with_change(|all| *all = topics);
+    next.broker_configs = broker_configs;
+    let outcomes = commit(&shard, outcomes, Some(next)).await;
+    info!(
+        changed = outcomes.iter().filter(|outcome| outcome.is_ok()).count(),
+        "changed configs"
+    );
+    outcomes
+}
+
+fn layers(
+    broker_configs: &BTreeMap<String, BTreeMap<String, String>>,
+    node_name: &str,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let layer = |name: &str| broker_configs.get(name).cloned().unwrap_or_default();
+    (layer(""), layer(node_name))
+}
+
 /// Takes the controller lock: metadata changes run one at a time, on shard 0 only.
 async fn lock(shard: &Shard) -> glommio::sync::Permit<'_> {
     assert_eq!(
@@ -262,11 +358,11 @@ async fn lock(shard: &Shard) -> glommio::sync::Permit<'_> {
 
 /// Publishes `next` when there is a change to make; if that fails, every outcome that
 /// was going to succeed becomes KAFKA_STORAGE_ERROR with the reason.
-async fn commit(
+async fn commit<T>(
     shard: &Rc<Shard>,
-    outcomes: Vec<TopicOutcome>,
+    outcomes: Vec<Result<T, (i16, String)>>,
     next: Option<ClusterMetadata>,
-) -> Vec<TopicOutcome> {
+) -> Vec<Result<T, (i16, String)>> {
     let Some(next) = next else { return outcomes };
     match publish(shard, next).await {
         Ok(()) => outcomes,

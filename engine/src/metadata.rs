@@ -44,6 +44,9 @@ pub struct ClusterMetadata {
     pub node_id: i32,
     pub topics: BTreeMap<String, TopicMetadata>,
     pub topic_names_by_id: HashMap<Uuid, String>,
+    /// Dynamic broker configs set with AlterConfigs, by resource name: `""` applies to
+    /// every broker, `"<node id>"` to one.
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Bumped at every change, so shards can tell snapshots apart.
     pub version: u64,
 }
@@ -52,6 +55,8 @@ pub struct ClusterMetadata {
 struct TopicsFile {
     version: u32,
     topics: Vec<TopicMetadata>,
+    #[serde(default)]
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl ClusterMetadata {
@@ -63,6 +68,15 @@ impl ClusterMetadata {
         self.topic_names_by_id
             .get(id)
             .and_then(|name| self.topics.get(name))
+    }
+
+    /// The dynamic broker configs for every broker (`""`) and for `node_id`.
+    pub fn dynamic_configs(
+        &self,
+        node_id: i32,
+    ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let layer = |name: &str| self.broker_configs.get(name).cloned().unwrap_or_default();
+        (layer(""), layer(&node_id.to_string()))
     }
 
     /// A copy with `change` applied and the version bumped.
@@ -81,6 +95,7 @@ impl ClusterMetadata {
             node_id: self.node_id,
             topics,
             topic_names_by_id,
+            broker_configs: self.broker_configs.clone(),
             version: self.version + 1,
         }
     }
@@ -93,6 +108,7 @@ impl ClusterMetadata {
     ) -> std::io::Result<(ClusterMetadata, Vec<String>)> {
         let mut notes = Vec::new();
         let mut topics: BTreeMap<String, TopicMetadata> = BTreeMap::new();
+        let mut broker_configs = BTreeMap::new();
         let path = log_dirs[0].join(TOPICS_FILE_NAME);
         match std::fs::read(&path) {
             Ok(bytes) => {
@@ -105,6 +121,7 @@ impl ClusterMetadata {
                 for topic in file.topics {
                     topics.insert(topic.name.clone(), topic);
                 }
+                broker_configs = file.broker_configs;
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(error),
@@ -179,6 +196,7 @@ impl ClusterMetadata {
             node_id,
             topics,
             topic_names_by_id: HashMap::new(),
+            broker_configs,
             version: 0,
         };
         Ok((metadata.with_change(|_| {}), notes))
@@ -189,6 +207,7 @@ impl ClusterMetadata {
         let file = TopicsFile {
             version: 1,
             topics: self.topics.values().cloned().collect(),
+            broker_configs: self.broker_configs.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&file).expect("topic metadata always serializes");
         checkpoint::write_atomically(&log_dirs[0].join(TOPICS_FILE_NAME), &bytes)

@@ -108,7 +108,7 @@ impl Shard {
         Rc::new(Shard {
             id,
             count,
-            effective_config: RefCell::new(config.clone()),
+            effective_config: RefCell::new(effective_config(&config, &metadata)),
             config,
             metadata: RefCell::new(metadata),
             partitions: RefCell::new(HashMap::new()),
@@ -222,6 +222,13 @@ impl Shard {
         startup: Option<&StartupState>,
     ) -> Result<(), StorageError> {
         let previous = self.metadata.replace(metadata.clone());
+        let previous_config = self.effective_config();
+        if metadata.broker_configs != previous.broker_configs {
+            self.effective_config
+                .replace(effective_config(&self.config, &metadata));
+        }
+        let log_defaults_changed =
+            previous_config.log_defaults != self.effective_config().log_defaults;
         // Partitions of topics that disappeared or were re-created under a new id.
         let stale: Vec<((String, i32), Rc<Partition>)> = self
             .partitions
@@ -255,8 +262,9 @@ impl Shard {
                 let existing = self.partition(&topic.name, index);
                 match existing {
                     Some(partition) => {
-                        if previous.topic(&topic.name).map(|before| &before.configs)
-                            != Some(&topic.configs)
+                        if log_defaults_changed
+                            || previous.topic(&topic.name).map(|before| &before.configs)
+                                != Some(&topic.configs)
                         {
                             partition.set_config(config.clone()).await?;
                         }
@@ -385,6 +393,22 @@ impl Shard {
             .iter()
             .map(|partition| self.checkpoint_entry(&metadata, partition))
             .collect()
+    }
+}
+
+/// The static config with the dynamic broker configs of `metadata` applied (the static
+/// one alone if those are invalid, which only a hand-edited file can make them).
+fn effective_config(config: &Arc<BrokerConfig>, metadata: &ClusterMetadata) -> Arc<BrokerConfig> {
+    let (cluster, node) = metadata.dynamic_configs(config.node_id);
+    if cluster.is_empty() && node.is_empty() {
+        return config.clone();
+    }
+    match config.with_dynamic(&cluster, &node) {
+        Ok(effective) => Arc::new(effective),
+        Err(error) => {
+            warn!(%error, "ignoring invalid dynamic broker configs");
+            config.clone()
+        }
     }
 }
 

@@ -86,6 +86,8 @@ fn every_advertised_api_version_answers_correctly() {
         ApiKey::CreateTopics,
         ApiKey::DeleteTopics,
         ApiKey::DescribeConfigs,
+        ApiKey::AlterConfigs,
+        ApiKey::IncrementalAlterConfigs,
         ApiKey::CreatePartitions,
         ApiKey::DescribeCluster,
         ApiKey::FindCoordinator,

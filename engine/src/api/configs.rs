@@ -9,13 +9,11 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::config::{BrokerConfig, TOPIC_CONFIG_KEYS};
+use crate::config::dynamic::{RESOURCE_BROKER, RESOURCE_TOPIC, is_dynamic_broker_key};
+use crate::config::{BrokerConfig, ConfigSource, TOPIC_CONFIG_KEYS};
 use crate::metadata::TopicMetadata;
 use crate::shard::Shard;
 
-/// Kafka's resource type codes.
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
 /// Kafka's config source codes.
 const SOURCE_TOPIC: i8 = 1;
 
@@ -60,9 +58,12 @@ pub fn topic_config_entries(config: &BrokerConfig, topic: &TopicMetadata) -> Vec
         .collect()
 }
 
-fn broker_config_entries(config: &BrokerConfig) -> Vec<ConfigEntry> {
+/// The broker's configs; for resource `""` (every broker) only the dynamic defaults,
+/// as Kafka answers it.
+fn broker_config_entries(config: &BrokerConfig, cluster_default: bool) -> Vec<ConfigEntry> {
     config
         .values()
+        .filter(|(_, _, source)| !cluster_default || *source == ConfigSource::DynamicDefaultBroker)
         .map(|(name, value, source)| ConfigEntry {
             name: name.to_string(),
             value: value.to_string(),
@@ -79,6 +80,7 @@ pub async fn describe_configs(
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let metadata = shard.metadata();
+    let config = shard.effective_config();
     let results = request
         .resources
         .into_iter()
@@ -89,14 +91,14 @@ pub async fn describe_configs(
             let name = resource.resource_name.to_string();
             let entries = match resource.resource_type {
                 RESOURCE_TOPIC => match metadata.topic(&name) {
-                    Some(topic) => Ok(topic_config_entries(&shard.config, topic)),
+                    Some(topic) => Ok(topic_config_entries(&config, topic)),
                     None => Err((
                         ResponseError::UnknownTopicOrPartition.code(),
                         format!("Topic '{name}' does not exist."),
                     )),
                 },
-                RESOURCE_BROKER if name.is_empty() || name == shard.config.node_id.to_string() => {
-                    Ok(broker_config_entries(&shard.config))
+                RESOURCE_BROKER if name.is_empty() || name == config.node_id.to_string() => {
+                    Ok(broker_config_entries(&config, name.is_empty()))
                 }
                 RESOURCE_BROKER => Err((
                     ResponseError::InvalidRequest.code(),
@@ -123,10 +125,12 @@ pub async fn describe_configs(
                                 .is_none_or(|keys| keys.contains(&entry.name))
                         })
                         .map(|entry| {
+                            let read_only = resource.resource_type == RESOURCE_BROKER
+                                && !is_dynamic_broker_key(&entry.name);
                             let mut result = DescribeConfigsResourceResult::default()
                                 .with_name(StrBytes::from_string(entry.name))
                                 .with_value(Some(StrBytes::from_string(entry.value)))
-                                .with_read_only(resource.resource_type == RESOURCE_BROKER)
+                                .with_read_only(read_only)
                                 .with_config_source(entry.source)
                                 .with_is_sensitive(false);
                             if request.include_synonyms {

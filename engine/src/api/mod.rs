@@ -5,6 +5,7 @@
 //! [`dispatch`] refuses any version outside it. One handler module per API.
 
 mod admin;
+mod alter_configs;
 mod api_versions;
 mod configs;
 mod fetch;
@@ -98,6 +99,8 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeCluster, 0, 1),
     api(ApiKey::FindCoordinator, 0, 6),
@@ -300,6 +303,16 @@ pub async fn dispatch(
             DescribeConfigsRequest,
             DescribeConfigsResponse,
             configs::describe_configs
+        ),
+        ApiKey::AlterConfigs => serve!(
+            AlterConfigsRequest,
+            AlterConfigsResponse,
+            alter_configs::alter_configs
+        ),
+        ApiKey::IncrementalAlterConfigs => serve!(
+            IncrementalAlterConfigsRequest,
+            IncrementalAlterConfigsResponse,
+            alter_configs::incremental_alter_configs
         ),
         ApiKey::DescribeCluster => serve!(
             DescribeClusterRequest,

@@ -5,6 +5,7 @@
 //! user sets is remembered with its source so DescribeConfigs can report it.
 
 pub mod broker;
+pub mod dynamic;
 pub mod properties;
 pub mod topic;
 

@@ -22,8 +22,8 @@ pub fn storage_error_code(error: &StorageError) -> i16 {
         StorageError::Producer(ProducerStateError::OutOfOrderSequence { .. }) => {
             ResponseError::OutOfOrderSequenceNumber.code()
         }
-        StorageError::Io { .. } | StorageError::MalformedFile { .. } => {
-            ResponseError::KafkaStorageError.code()
-        }
+        StorageError::Io { .. }
+        | StorageError::MalformedFile { .. }
+        | StorageError::LowDiskSpace { .. } => ResponseError::KafkaStorageError.code(),
     }
 }

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod controller;
+pub mod disk_space;
 pub mod errors;
 pub mod event;
 pub mod group;

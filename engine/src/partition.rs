@@ -15,6 +15,7 @@ use glommio::sync::RwLock;
 use weir_storage::producer_state::ProducerEntry;
 use weir_storage::{AppendInfo, LogConfig, PartitionLog, ReadResult, StorageError};
 
+use crate::disk_space::DirSpace;
 use crate::event::Event;
 
 /// Offsets a ListOffsets request can ask for.
@@ -39,10 +40,12 @@ pub struct Partition {
     log_start_offset: Cell<i64>,
     recovery_point: Cell<i64>,
     closed: Cell<bool>,
+    /// The free-space state of the log dir this partition lives in.
+    space: Rc<DirSpace>,
 }
 
 impl Partition {
-    pub fn new(topic: String, index: i32, log: PartitionLog) -> Rc<Partition> {
+    pub fn new(topic: String, index: i32, log: PartitionLog, space: Rc<DirSpace>) -> Rc<Partition> {
         Rc::new(Partition {
             topic,
             index,
@@ -52,6 +55,7 @@ impl Partition {
             log: RwLock::new(log),
             appended: Event::new(),
             closed: Cell::new(false),
+            space,
         })
     }
 
@@ -83,6 +87,13 @@ impl Partition {
 
     /// Validates and appends one produce request's records for this partition.
     pub async fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendInfo, StorageError> {
+        if self.space.is_low() {
+            return Err(StorageError::LowDiskSpace {
+                topic: self.topic.clone(),
+                partition: self.index,
+                available_bytes: self.space.available_bytes(),
+            });
+        }
         let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
         if self.closed.get() {
             return Err(self.closed_error());

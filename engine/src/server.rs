@@ -216,6 +216,8 @@ async fn shard_main(
     for receiver in connected_receivers {
         glommio::spawn_local(shard.clone().serve_peer(receiver)).detach();
     }
+    // Before any partition takes writes: a broker started on a full disk refuses at once.
+    crate::disk_space::check(&shard);
     if let Err(error) = shard.apply_metadata(metadata, Some(&startup)).await {
         let _ = ready.send((id, Err(format!("cannot open partitions: {error}"))));
         stop.store(true, Ordering::SeqCst);
@@ -236,6 +238,7 @@ async fn shard_main(
     glommio::spawn_local(crate::group::driver::tick_loop(shard.clone())).detach();
     glommio::spawn_local(crate::group::expiry::expiry_loop(shard.clone())).detach();
     glommio::spawn_local(producer_expiry_loop(shard.clone())).detach();
+    glommio::spawn_local(crate::disk_space::disk_space_loop(shard.clone())).detach();
     if id == 0 {
         glommio::spawn_local(checkpoint_loop(shard.clone())).detach();
     }

@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use weir_storage::{LogConfig, PartitionLog, StorageError, meta};
 
 use crate::config::{BrokerConfig, topic as topic_config};
+use crate::disk_space::DirSpace;
 use crate::event::Event;
 use crate::group::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::metadata::{ClusterMetadata, TopicMetadata, partition_dir};
@@ -84,6 +85,8 @@ pub struct Shard {
     pub producer_ids: ProducerIdCache,
     /// Producer id blocks; only used on the controller shard.
     pub producer_id_blocks: ProducerIdBlocks,
+    /// Free-space state of each log dir, as this shard last measured it.
+    dir_space: Vec<Rc<DirSpace>>,
 }
 
 /// What one partition contributes to the per-log-dir checkpoint files.
@@ -105,6 +108,11 @@ impl Shard {
         metadata: Arc<ClusterMetadata>,
         senders: Vec<Option<ConnectedSender<ShardTask>>>,
     ) -> Rc<Shard> {
+        let dir_space = config
+            .log_dirs
+            .iter()
+            .map(|_| Rc::new(DirSpace::default()))
+            .collect();
         Rc::new(Shard {
             id,
             count,
@@ -121,6 +129,7 @@ impl Shard {
             groups: GroupCoordinator::default(),
             producer_ids: ProducerIdCache::default(),
             producer_id_blocks: ProducerIdBlocks::default(),
+            dir_space,
         })
     }
 
@@ -172,6 +181,11 @@ impl Shard {
         while let Some(task) = receiver.recv().await {
             glommio::spawn_local(task(self.clone())).detach();
         }
+    }
+
+    /// The free-space state of log dir `index` (see `disk_space`).
+    pub fn dir_space(&self, index: usize) -> Rc<DirSpace> {
+        self.dir_space[index].clone()
     }
 
     /// The configuration in force now: static keys with dynamic broker configs applied.
@@ -226,6 +240,8 @@ impl Shard {
         if metadata.broker_configs != previous.broker_configs {
             self.effective_config
                 .replace(effective_config(&self.config, &metadata));
+            // A changed weir.log.dir.min.free.bytes is in force once acknowledged.
+            crate::disk_space::check(self);
         }
         let log_defaults_changed =
             previous_config.log_defaults != self.effective_config().log_defaults;
@@ -344,7 +360,12 @@ impl Shard {
         for rebuilt in &report.indexes_rebuilt {
             info!(shard = self.id, topic = %topic.name, partition = index, file = %rebuilt.display(), "rebuilt index");
         }
-        Ok(Partition::new(topic.name.clone(), index, log))
+        Ok(Partition::new(
+            topic.name.clone(),
+            index,
+            log,
+            self.dir_space(dir_index),
+        ))
     }
 
     fn checkpoint_entry(

@@ -14,7 +14,7 @@
 //! | `InvalidTxnState`    | INVALID_TXN_STATE (48)                 |
 //! | `Producer(StaleEpoch)` | INVALID_PRODUCER_EPOCH (47)          |
 //! | `Producer(OutOfOrderSequence)` | OUT_OF_ORDER_SEQUENCE_NUMBER (45) |
-//! | `Io`, `MalformedFile`| KAFKA_STORAGE_ERROR (56)               |
+//! | `Io`, `MalformedFile`, `LowDiskSpace` | KAFKA_STORAGE_ERROR (56) |
 
 use std::path::PathBuf;
 
@@ -54,6 +54,17 @@ pub enum StorageError {
         "producer {producer_id} sent a transactional batch, but transactions are not supported by this broker yet"
     )]
     InvalidTxnState { producer_id: i64 },
+
+    /// The partition's log dir has less free space than the broker keeps in reserve
+    /// (`weir.log.dir.min.free.bytes`), so appends are refused until space returns.
+    #[error(
+        "{topic}-{partition} is not writable: its log dir has only {available_bytes} bytes free, below weir.log.dir.min.free.bytes; free space or lower the floor"
+    )]
+    LowDiskSpace {
+        topic: String,
+        partition: i32,
+        available_bytes: u64,
+    },
 
     /// An idempotent batch refused by its producer's sequence or epoch state.
     #[error(transparent)]

@@ -42,10 +42,15 @@ pub struct Partition {
     closed: Cell<bool>,
     /// The free-space state of the log dir this partition lives in.
     space: Rc<DirSpace>,
+    /// `flush.ms`: unflushed data older than this is fdatasync'ed by the flush loop.
+    flush_interval_ms: Cell<Option<u64>>,
+    /// When the log was last flushed (or opened), wall-clock ms.
+    last_flush_ms: Cell<i64>,
 }
 
 impl Partition {
     pub fn new(topic: String, index: i32, log: PartitionLog, space: Rc<DirSpace>) -> Rc<Partition> {
+        let flush_interval_ms = log.config().flush_interval_ms;
         Rc::new(Partition {
             topic,
             index,
@@ -56,6 +61,8 @@ impl Partition {
             appended: Event::new(),
             closed: Cell::new(false),
             space,
+            flush_interval_ms: Cell::new(flush_interval_ms),
+            last_flush_ms: Cell::new(crate::group::driver::now_ms() as i64),
         })
     }
 
@@ -168,7 +175,17 @@ impl Partition {
             log.flush().await?;
         }
         self.recovery_point.set(log.recovery_point());
+        self.last_flush_ms
+            .set(crate::group::driver::now_ms() as i64);
         Ok(())
+    }
+
+    /// Whether `flush.ms` has passed since the last flush with data still unflushed.
+    pub fn flush_due(&self, now_ms: i64) -> bool {
+        self.recovery_point() < self.log_end_offset()
+            && self.flush_interval_ms.get().is_some_and(|interval_ms| {
+                now_ms.saturating_sub(self.last_flush_ms.get()) >= interval_ms as i64
+            })
     }
 
     /// The idempotent producers of this partition, for DescribeProducers.
@@ -185,6 +202,7 @@ impl Partition {
 
     pub async fn set_config(&self, config: LogConfig) -> Result<(), StorageError> {
         let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
+        self.flush_interval_ms.set(config.flush_interval_ms);
         log.set_config(config);
         Ok(())
     }

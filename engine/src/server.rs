@@ -232,9 +232,7 @@ async fn shard_main(
         }
     };
     glommio::spawn_local(accept_loop(shard.clone(), listener)).detach();
-    if let Some(interval_ms) = config.flush_interval_ms {
-        glommio::spawn_local(flush_loop(shard.clone(), interval_ms)).detach();
-    }
+    glommio::spawn_local(flush_loop(shard.clone())).detach();
     glommio::spawn_local(crate::group::driver::tick_loop(shard.clone())).detach();
     glommio::spawn_local(crate::group::expiry::expiry_loop(shard.clone())).detach();
     glommio::spawn_local(producer_expiry_loop(shard.clone())).detach();
@@ -307,11 +305,17 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
-async fn flush_loop(shard: Rc<Shard>, interval_ms: u64) {
+/// How often the flush loop looks for partitions whose `flush.ms` (or the broker's
+/// `log.flush.interval.ms`) has passed: the granularity of time-based flushing.
+const FLUSH_CHECK_INTERVAL_MS: u64 = 50;
+
+/// fdatasyncs partitions whose unflushed data is older than their `flush.ms`.
+async fn flush_loop(shard: Rc<Shard>) {
     while !shard.is_shutting_down() {
-        glommio::timer::sleep(Duration::from_millis(interval_ms)).await;
+        glommio::timer::sleep(Duration::from_millis(FLUSH_CHECK_INTERVAL_MS)).await;
+        let now_ms = crate::group::driver::now_ms() as i64;
         for partition in shard.local_partitions() {
-            if partition.recovery_point() < partition.log_end_offset()
+            if partition.flush_due(now_ms)
                 && let Err(error) = partition.flush().await
             {
                 warn!(shard = shard.id, topic = %partition.topic, partition = partition.index, %error, "periodic flush failed");

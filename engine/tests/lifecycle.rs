@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Broker, Client, create_topic};
+use common::{Broker, Client, create_topic, create_topic_with_configs};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
@@ -290,4 +290,57 @@ fn a_second_broker_on_the_same_log_dir_or_port_is_refused() {
         stderr.contains(&format!("cannot listen on 127.0.0.1:{}", broker.port)),
         "{stderr}"
     );
+}
+
+/// The recovery point of `topic`-0 in the first log dir's checkpoint, if listed.
+fn checkpointed_recovery_point(broker: &Broker, topic: &str) -> Option<i64> {
+    let text =
+        std::fs::read_to_string(broker.log_dir().join("recovery-point-offset-checkpoint")).ok()?;
+    text.lines().skip(2).find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        (fields.len() == 3 && fields[0] == topic && fields[1] == "0")
+            .then(|| fields[2].parse().expect("offset"))
+    })
+}
+
+#[test]
+fn topic_flush_ms_makes_appends_durable_on_a_timer_and_can_be_changed_live() {
+    let broker = Broker::start(&["log.flush.offset.checkpoint.interval.ms=100"]);
+    let mut client = broker.connect();
+    create_topic_with_configs(&mut client, "timed", 1, &[("flush.ms", "100")]);
+    create_topic(&mut client, "untimed", 1);
+    assert_eq!(produce(&mut client, "timed", 0, "a"), (0, 0));
+    assert_eq!(produce(&mut client, "untimed", 0, "a"), (0, 0));
+    let wait_for = |topic: &str, offset: i64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while checkpointed_recovery_point(&broker, topic) != Some(offset) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{topic}: recovery point {:?}, wanted {offset}",
+                checkpointed_recovery_point(&broker, topic)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for("timed", 1);
+    // Kafka's default flush.ms is "never": the page cache and the log's recovery do the work.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(checkpointed_recovery_point(&broker, "untimed"), Some(0));
+
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("untimed"))
+            .with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("flush.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("100"))),
+            ]),
+    ]);
+    assert_eq!(client.call(1, &request).responses[0].error_code, 0);
+    wait_for("untimed", 1);
 }

@@ -200,8 +200,6 @@ pub struct BrokerConfig {
     pub checkpoint_interval_ms: u64,
     /// Log settings every topic starts from (topic configs override them).
     pub log_defaults: LogConfig,
-    /// `log.flush.interval.ms`, when set.
-    pub flush_interval_ms: Option<u64>,
     /// Consumer-group and committed-offset settings.
     pub groups: GroupSettings,
     /// `producer.id.expiration.check.interval.ms`: how often idle producers are dropped.
@@ -531,7 +529,6 @@ impl BrokerConfig {
             socket_request_max_bytes: socket_request_max_bytes.min(i32::MAX as i64) as usize,
             checkpoint_interval_ms: number_i64("log.flush.offset.checkpoint.interval.ms")?.max(100)
                 as u64,
-            flush_interval_ms: log_defaults.flush_interval_ms,
             log_defaults,
             groups,
             producer_id_expiration_check_interval_ms: producer_id_expiration_check_interval_ms
@@ -833,6 +830,6 @@ mod tests {
         .unwrap();
         assert_eq!(config.log_defaults.segment_ms, 3_600_000);
         assert_eq!(config.log_defaults.flush_interval_messages, 1);
-        assert_eq!(config.flush_interval_ms, Some(500));
+        assert_eq!(config.log_defaults.flush_interval_ms, Some(500));
     }
 }

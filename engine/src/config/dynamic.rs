@@ -81,6 +81,7 @@ pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
     "log.cleaner.min.compaction.lag.ms",
     "log.cleanup.policy",
     "log.flush.interval.messages",
+    "log.flush.interval.ms",
     "log.index.interval.bytes",
     "log.index.size.max.bytes",
     "log.message.timestamp.type",

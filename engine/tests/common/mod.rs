@@ -272,6 +272,25 @@ pub fn advertised_versions(client: &mut Client, key: ApiKey) -> std::ops::RangeI
 /// Creates `topic` with `partitions` partitions (CreateTopics v5, replication factor 1)
 /// and asserts that the broker created it.
 pub fn create_topic(client: &mut Client, topic: &str, partitions: i32) {
+    create_topic_with_configs(client, topic, partitions, &[]);
+}
+
+/// `create_topic` with topic configs (`("retention.ms", "1000")`).
+pub fn create_topic_with_configs(
+    client: &mut Client,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    let configs = configs
+        .iter()
+        .map(|(key, value)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(key.to_string()))
+                .with_value(Some(StrBytes::from_string(value.to_string())))
+        })
+        .collect();
     let created = client.call(
         5,
         &CreateTopicsRequest::default()
@@ -279,7 +298,8 @@ pub fn create_topic(client: &mut Client, topic: &str, partitions: i32) {
                 CreatableTopic::default()
                     .with_name(TopicName(StrBytes::from_string(topic.to_string())))
                     .with_num_partitions(partitions)
-                    .with_replication_factor(1),
+                    .with_replication_factor(1)
+                    .with_configs(configs),
             ])
             .with_timeout_ms(10_000),
     );

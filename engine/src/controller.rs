@@ -15,7 +15,6 @@ use tracing::{error, info};
 use uuid::Uuid;
 
 use crate::config::dynamic::{self, ConfigChange, ConfigResource};
-use crate::config::topic as topic_config;
 use crate::metadata::{ClusterMetadata, TopicMetadata, validate_topic_name};
 use crate::shard::Shard;
 
@@ -115,10 +114,7 @@ pub async fn create_topics(
                     "Explicit replica assignments are not supported by a single-node broker.",
                 ));
             }
-            for (key, value) in &request.configs {
-                topic_config::validate(key, value)
-                    .map_err(|message| failure(ResponseError::InvalidConfig, message))?;
-            }
+            dynamic::validate_topic_configs(&shard.effective_config(), &request.configs)?;
             let mut partition_dirs = Vec::with_capacity(partitions as usize);
             for _ in 0..partitions {
                 let dir = current.least_loaded_dir(config.log_dirs.len(), &extra_dirs);

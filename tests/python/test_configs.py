@@ -195,3 +195,23 @@ def test_weir_configs_and_kafka_python_alter_broker_and_topic_configs(broker):
     described = describe(broker, TOPIC, "orders")
     assert described["retention.ms"] == ("4242", "DYNAMIC_TOPIC_CONFIG")
     assert described["retention.bytes"] == ("1000000", "DYNAMIC_DEFAULT_BROKER_CONFIG")
+
+
+def test_create_topics_refuses_bad_configs_with_kafkas_messages(broker):
+    from confluent_kafka.admin import NewTopic
+
+    client = admin(broker)
+    cases = {
+        "bad-type": ({"retention.ms": "soon"}, "Not a number of type LONG"),
+        "bad-range": ({"segment.bytes": "10"}, "at least 14"),
+        "conflict": ({"min.compaction.lag.ms": "10", "max.compaction.lag.ms": "5"},
+                     "min.compaction.lag.ms"),
+        "unknown": ({"retention.fortnights": "2"}, "Unknown topic config name"),
+    }
+    for topic, (config, reason) in cases.items():
+        future = client.create_topics([NewTopic(topic, 1, 1, config=config)])[topic]
+        with pytest.raises(KafkaException) as raised:
+            future.result(timeout=TIMEOUT_S)
+        error = raised.value.args[0]
+        assert error.name() == "INVALID_CONFIG" and reason in error.str(), (topic, error)
+    assert set(client.list_topics(timeout=TIMEOUT_S).topics) == set(), "nothing was created"

@@ -40,6 +40,13 @@ def describe(broker, resource_type, name: str) -> dict[str, tuple[str, str]]:
     return {key: (entry.value, ConfigSource(entry.source).name) for key, entry in entries.items()}
 
 
+def synonyms(broker, resource_type, name: str, key: str) -> list[str]:
+    resource = ConfigResource(resource_type, name)
+    client = admin(broker)
+    entry = client.describe_configs([resource])[resource].result(timeout=TIMEOUT_S)[key]
+    return [f"{ConfigSource(s.source).name}:{s.name}={s.value}" for s in entry.synonyms.values()]
+
+
 def incremental(broker, resource_type, name: str, *ops: tuple[str, str | None, AlterConfigOpType],
                 validate_only: bool = False) -> None:
     entries = [ConfigEntry(key, value, incremental_operation=op) for key, value, op in ops]
@@ -138,7 +145,8 @@ def test_a_changed_max_message_bytes_acts_on_the_next_produce(broker):
     assert support.confluent_produce(broker.bootstrap, "orders", [(b"k", b"x" * 3000)])[0][1] == 1
 
 
-def test_dynamic_broker_defaults_layer_under_topics_and_survive_restart(broker):
+def test_dynamic_broker_defaults_layer_under_topics_and_survive_restart(make_broker):
+    broker = make_broker({"log.retention.minutes": 60})
     support.create_topic(broker.bootstrap, "plain", 1)
     support.create_topic(broker.bootstrap, "custom", 1, {"retention.ms": "1000"})
     # confluent-kafka cannot name the cluster-default resource (""): weir configs can.
@@ -150,6 +158,10 @@ def test_dynamic_broker_defaults_layer_under_topics_and_survive_restart(broker):
         plain = describe(broker, TOPIC, "plain")
         assert plain["retention.ms"] == ("12345", "DYNAMIC_DEFAULT_BROKER_CONFIG")
         assert plain["segment.bytes"] == ("2000000", "DYNAMIC_BROKER_CONFIG")
+        assert synonyms(broker, TOPIC, "plain", "retention.ms") == [
+            "DYNAMIC_DEFAULT_BROKER_CONFIG:log.retention.ms=12345",
+            "STATIC_BROKER_CONFIG:log.retention.minutes=60",
+            "DEFAULT_CONFIG:log.retention.hours=168"]
         assert describe(broker, TOPIC, "custom")["retention.ms"] == ("1000", "DYNAMIC_TOPIC_CONFIG")
         node = describe(broker, BROKER, "0")
         assert node["log.retention.ms"] == ("12345", "DYNAMIC_DEFAULT_BROKER_CONFIG")
@@ -172,7 +184,7 @@ def test_dynamic_broker_defaults_layer_under_topics_and_survive_restart(broker):
         incremental(broker, BROKER, "0", ("log.retention.ms", "never", SET))
     result = weir_configs(broker, "--alter", "--broker-defaults", "--delete-config", "log.retention.ms")
     assert (result.returncode, result.stderr) == (0, ""), result
-    assert describe(broker, TOPIC, "plain")["retention.ms"] == ("604800000", "DEFAULT_CONFIG")
+    assert describe(broker, TOPIC, "plain")["retention.ms"] == ("3600000", "STATIC_BROKER_CONFIG")
 
 
 def test_weir_configs_and_kafka_python_alter_broker_and_topic_configs(broker):

@@ -69,7 +69,11 @@ fn broker_config_entries(config: &BrokerConfig, cluster_default: bool) -> Vec<Co
             value: value.to_string(),
             source: source.code(),
             config_type: 2,
-            synonyms: vec![(name.to_string(), value.to_string(), source.code())],
+            synonyms: config
+                .layers(name)
+                .into_iter()
+                .map(|(value, source)| (name.to_string(), value, source.code()))
+                .collect(),
         })
         .collect()
 }

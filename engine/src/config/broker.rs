@@ -211,6 +211,9 @@ pub struct BrokerConfig {
     /// The keys set in the file, environment and flags, for re-merging with dynamic
     /// configs (`with_dynamic`).
     static_set: BTreeMap<String, String>,
+    /// The dynamic layers this config was built with: every broker (`""`), this node.
+    dynamic_cluster: BTreeMap<String, String>,
+    dynamic_node: BTreeMap<String, String>,
     /// Human-readable notes on unknown or ignored keys, logged at start-up.
     pub warnings: Vec<String>,
 }
@@ -536,6 +539,8 @@ impl BrokerConfig {
             maintenance,
             values,
             static_set,
+            dynamic_cluster: cluster.clone(),
+            dynamic_node: node.clone(),
             warnings,
         })
         .and_then(|mut config| {
@@ -579,17 +584,43 @@ impl BrokerConfig {
             .map(|(key, (value, source))| (key.as_str(), value.as_str(), *source))
     }
 
-    /// Every broker key behind a topic config that has a value, most specific first, with
-    /// its value as written (`log.retention.hours=168`), as Kafka lists synonyms.
+    /// Every layer that gives broker key `key` a value, most specific first: this node's
+    /// dynamic value, the cluster-wide dynamic value, the static value, Kafka's default.
+    pub fn layers(&self, key: &str) -> Vec<(String, ConfigSource)> {
+        let default = KNOWN_KEYS
+            .iter()
+            .find(|(known, _)| *known == key)
+            .and_then(|(_, default)| *default);
+        [
+            (
+                self.dynamic_node.get(key).cloned(),
+                ConfigSource::DynamicBroker,
+            ),
+            (
+                self.dynamic_cluster.get(key).cloned(),
+                ConfigSource::DynamicDefaultBroker,
+            ),
+            (self.static_set.get(key).cloned(), ConfigSource::Static),
+            (default.map(str::to_string), ConfigSource::Default),
+        ]
+        .into_iter()
+        .filter_map(|(value, source)| value.map(|value| (value, source)))
+        .collect()
+    }
+
+    /// Every broker key behind a topic config, with every layer that sets it, most
+    /// specific first, values as written (`log.retention.hours=168`), as Kafka lists
+    /// synonyms.
     pub fn topic_synonyms(
         &self,
         key: &super::TopicConfigKey,
     ) -> Vec<(&'static str, String, ConfigSource)> {
         key.broker_synonyms
             .iter()
-            .filter_map(|synonym| {
-                self.value(synonym)
-                    .map(|(value, source)| (*synonym, value.to_string(), source))
+            .flat_map(|synonym| {
+                self.layers(synonym)
+                    .into_iter()
+                    .map(|(value, source)| (*synonym, value, source))
             })
             .collect()
     }

@@ -175,6 +175,18 @@ pub struct CleanedSegment {
     pub unchanged: bool,
 }
 
+impl CleanedSegment {
+    /// Removes the `.cleaned` files (the log was closed or the cleaning abandoned).
+    pub fn discard(self) -> Result<(), StorageError> {
+        let dir = self
+            .source
+            .log_path
+            .parent()
+            .expect("a segment file lives in its partition dir");
+        swap::discard_cleaned(&SegmentPaths::new(dir, self.source.base_offset))
+    }
+}
+
 /// Reads whole batches of a sealed segment, a chunk at a time, checking each batch's
 /// length, magic and CRC (the pair of the check made when it was written).
 struct BatchReader {

@@ -101,6 +101,7 @@ pub(crate) fn recover(dir: &Path) -> Result<SwapRecovery, StorageError> {
             continue;
         };
         if name.ends_with(&format!(".{CLEANED_SUFFIX}")) {
+            tracing::info!(path = %entry.path().display(), "removing the file of an unfinished cleaning");
             remove_if_exists(&entry.path())?;
             result.removed.push(entry.path());
         } else if let Some(stem) = name.strip_suffix(&format!(".log.{SWAP_SUFFIX}")) {

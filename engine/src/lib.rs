@@ -16,6 +16,7 @@
 //! threads (only `Send` closures and their results do); every queue is bounded.
 
 pub mod api;
+pub mod cleaner;
 pub mod cli;
 pub mod config;
 pub mod conn;

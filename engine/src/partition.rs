@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::sync::RwLock;
+use weir_storage::cleaner::{CleanedSegment, CleaningPlan};
 use weir_storage::producer_state::ProducerEntry;
 use weir_storage::{AppendInfo, LogConfig, PartitionLog, ReadResult, StorageError};
 
@@ -39,6 +40,9 @@ pub struct Partition {
     log_end_offset: Cell<i64>,
     log_start_offset: Cell<i64>,
     recovery_point: Cell<i64>,
+    /// The log cleaner's checkpoint: the first offset not yet cleaned (None: the log
+    /// start). Written to `cleaner-offset-checkpoint` with the other checkpoints.
+    first_dirty_offset: Cell<Option<i64>>,
     closed: Cell<bool>,
     /// The free-space state of the log dir this partition lives in.
     space: Rc<DirSpace>,
@@ -57,6 +61,7 @@ impl Partition {
             log_end_offset: Cell::new(log.log_end_offset()),
             log_start_offset: Cell::new(log.log_start_offset()),
             recovery_point: Cell::new(log.recovery_point()),
+            first_dirty_offset: Cell::new(None),
             log: RwLock::new(log),
             appended: Event::new(),
             closed: Cell::new(false),
@@ -205,6 +210,46 @@ impl Partition {
         self.flush_interval_ms.set(config.flush_interval_ms);
         log.set_config(config);
         Ok(())
+    }
+
+    /// The cleaner checkpoint (first offset not yet cleaned), if a cleaning or the
+    /// checkpoint file set one.
+    pub fn first_dirty_offset(&self) -> Option<i64> {
+        self.first_dirty_offset.get()
+    }
+
+    pub fn set_first_dirty_offset(&self, offset: Option<i64>) {
+        self.first_dirty_offset.set(offset);
+    }
+
+    /// What the log cleaner could clean now, with the log's `min.cleanable.dirty.ratio`;
+    /// None when the topic is not compacted. Holds the read lock only while planning.
+    pub async fn cleaning_plan(
+        &self,
+        now_ms: i64,
+    ) -> Result<Option<(CleaningPlan, f64)>, StorageError> {
+        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        if self.closed.get() || !log.config().cleanup_compact {
+            return Ok(None);
+        }
+        let plan = log
+            .cleaning_plan(self.first_dirty_offset.get(), now_ms)
+            .await?;
+        Ok(Some((plan, log.config().min_cleanable_dirty_ratio)))
+    }
+
+    /// Swaps a cleaned segment in under the write lock (see `PartitionLog::swap_cleaned`);
+    /// on a closed partition the cleaned files are discarded instead.
+    pub async fn swap_cleaned(&self, cleaned: CleanedSegment) -> Result<bool, StorageError> {
+        let Ok(mut log) = self.log.write().await else {
+            cleaned.discard()?;
+            return Ok(false);
+        };
+        if self.closed.get() {
+            cleaned.discard()?;
+            return Ok(false);
+        }
+        log.swap_cleaned(cleaned).await
     }
 
     /// Flushes and closes the log; later calls fail with a storage error.

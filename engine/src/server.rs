@@ -43,6 +43,7 @@ const STOP_POLL_INTERVAL_MS: u64 = 50;
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
 pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
+pub use weir_storage::cleaner::CLEANER_OFFSET_CHECKPOINT;
 
 /// Runs a broker until SIGINT/SIGTERM. Returns after a clean shutdown.
 pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
@@ -237,6 +238,7 @@ async fn shard_main(
     glommio::spawn_local(crate::group::expiry::expiry_loop(shard.clone())).detach();
     glommio::spawn_local(producer_expiry_loop(shard.clone())).detach();
     glommio::spawn_local(crate::disk_space::disk_space_loop(shard.clone())).detach();
+    crate::cleaner::spawn(shard.clone());
     if id == 0 {
         glommio::spawn_local(checkpoint_loop(shard.clone())).detach();
     }
@@ -445,6 +447,14 @@ fn write_checkpoints(
             &dir.join(REPLICATION_OFFSET_CHECKPOINT),
             &list(|entry| entry.high_watermark),
         )?;
+        let cleaned: Vec<(String, i32, i64)> = in_dir
+            .iter()
+            .filter_map(|entry| {
+                let offset = entry.first_dirty_offset?;
+                Some((entry.topic.clone(), entry.partition, offset))
+            })
+            .collect();
+        checkpoint::write_checkpoint(&dir.join(CLEANER_OFFSET_CHECKPOINT), &cleaned)?;
     }
     Ok(())
 }
@@ -467,6 +477,13 @@ fn read_startup_state(log_dirs: &[PathBuf]) -> anyhow::Result<StartupState> {
         }
     }
     state.recovery_points = recovery_points;
+    for dir in log_dirs {
+        for (topic, partition, offset) in
+            checkpoint::read_checkpoint(&dir.join(CLEANER_OFFSET_CHECKPOINT))?
+        {
+            state.cleaner_offsets.insert((topic, partition), offset);
+        }
+    }
     state.log_start_offsets = log_start_offsets;
     Ok(state)
 }

@@ -54,6 +54,8 @@ pub struct StartupState {
     pub recovery_points: HashMap<(String, i32), i64>,
     /// (topic, partition) → log start offset.
     pub log_start_offsets: HashMap<(String, i32), i64>,
+    /// (topic, partition) → first offset the log cleaner has not cleaned yet.
+    pub cleaner_offsets: HashMap<(String, i32), i64>,
     /// Index of log dirs that had the clean-shutdown marker.
     pub clean_dirs: Vec<bool>,
 }
@@ -98,6 +100,8 @@ pub struct CheckpointEntry {
     pub recovery_point: i64,
     pub log_start_offset: i64,
     pub high_watermark: i64,
+    /// The cleaner checkpoint, for partitions the cleaner has cleaned.
+    pub first_dirty_offset: Option<i64>,
 }
 
 impl Shard {
@@ -360,12 +364,11 @@ impl Shard {
         for rebuilt in &report.indexes_rebuilt {
             info!(shard = self.id, topic = %topic.name, partition = index, file = %rebuilt.display(), "rebuilt index");
         }
-        Ok(Partition::new(
-            topic.name.clone(),
-            index,
-            log,
-            self.dir_space(dir_index),
-        ))
+        let partition = Partition::new(topic.name.clone(), index, log, self.dir_space(dir_index));
+        partition.set_first_dirty_offset(
+            startup.and_then(|state| state.cleaner_offsets.get(&key).copied()),
+        );
+        Ok(partition)
     }
 
     fn checkpoint_entry(
@@ -384,6 +387,7 @@ impl Shard {
             recovery_point: partition.recovery_point(),
             log_start_offset: partition.log_start_offset(),
             high_watermark: partition.high_watermark(),
+            first_dirty_offset: partition.first_dirty_offset(),
         }
     }
 

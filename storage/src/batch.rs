@@ -47,6 +47,9 @@ pub const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
 pub const ATTRIBUTE_LOG_APPEND_TIME: i16 = 0x08;
 pub const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
 pub const ATTRIBUTE_CONTROL: i16 = 0x20;
+/// KIP-534: baseTimestamp holds the delete horizon of the batch's tombstones (set by
+/// the log cleaner the first time it retains them).
+pub const ATTRIBUTE_DELETE_HORIZON: i16 = 0x40;
 
 const _: () = assert!(OFFSET_RECORDS_COUNT + 4 == HEADER_BYTES);
 const _: () = assert!(BATCH_LENGTH_MIN == 49);
@@ -110,6 +113,11 @@ impl<'a> BatchHeader<'a> {
     }
     pub fn is_control(&self) -> bool {
         self.attributes() & ATTRIBUTE_CONTROL != 0
+    }
+    /// KIP-534's delete horizon: set by the log cleaner on batches holding tombstones,
+    /// stored in baseTimestamp; tombstones of the batch may go once it has passed.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes() & ATTRIBUTE_DELETE_HORIZON != 0).then(|| self.base_timestamp())
     }
     pub fn last_offset_delta(&self) -> i32 {
         be_i32(self.bytes, OFFSET_LAST_OFFSET_DELTA)
@@ -540,11 +548,13 @@ pub fn set_producer(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequenc
 mod compression;
 mod encode;
 mod max_timestamp;
+pub(crate) use compression::compress;
 pub use compression::{Compression, DECOMPRESSED_RECORDS_BYTES_MAX, decompress_records};
 pub use encode::{
     ProducerRecord, RecordHeader, SimpleRecord, encode_batch, encode_compressed_batch,
     encode_producer_batch,
 };
+pub(crate) use encode::{put_nullable, put_varint, put_varlong, seal};
 pub use max_timestamp::offset_of_max_timestamp;
 
 #[cfg(test)]

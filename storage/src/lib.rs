@@ -3,6 +3,7 @@
 //! ```text
 //!  <log dir>/                          meta.properties, .kafka_cleanshutdown,
 //!  │                                   recovery-point-offset-checkpoint,
+//!  │                                   cleaner-offset-checkpoint (first dirty offsets),
 //!  │                                   log-start-offset-checkpoint,
 //!  │                                   replication-offset-checkpoint
 //!  └── <topic>-<partition>/            partition.metadata, leader-epoch-checkpoint
@@ -11,6 +12,7 @@
 //!      ├── 00000000000000000000.timeindex 12 B: timestamp i64 | relative offset u32
 //!      ├── 00000000000000004711.log    ◄── active segment: appends go here
 //!      ├── 00000000000000004711.snapshot  idempotent producers' state below 4711
+//!      ├── 00000000000000000000.log.cleaned / .swap   log cleaner's replacement (see `cleaner`)
 //!      └── ...
 //!
 //!  append(bytes) ─► validate every batch (length, magic 2, CRC-32C, counts, size)
@@ -42,6 +44,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
 pub mod error;
 pub mod index;
 pub mod log;
@@ -52,7 +55,10 @@ mod recovery;
 mod segment;
 
 pub use error::StorageError;
-pub use log::{AppendInfo, LogConfig, PartitionLog, ReadResult, RecoveryReport, TruncationNote};
+pub use log::{
+    AppendInfo, CleaningOutcome, LogConfig, PartitionLog, ReadResult, RecoveryReport,
+    TruncationNote,
+};
 
 /// Kafka's segment file name: the base offset zero-padded to 20 digits plus `.ext`
 /// (`segment_file_name(42, "log")` → `00000000000000000042.log`).

@@ -317,6 +317,9 @@ impl PartitionLog {
         leader_epoch: i32,
     ) -> Result<AppendInfo, StorageError> {
         let infos = validate_batches(&records, self.config.max_message_bytes)?;
+        if self.config.cleanup_compact {
+            self.check_keys_for_compaction(&records, &infos)?;
+        }
         let log_append_time_ms = if self.config.log_append_time {
             now_ms
         } else {
@@ -747,6 +750,9 @@ pub(crate) fn now_ms() -> i64 {
 
 mod producers;
 use producers::producer_batch;
+
+mod cleaning;
+pub use cleaning::CleaningOutcome;
 
 #[cfg(test)]
 #[path = "log_tests.rs"]

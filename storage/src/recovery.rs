@@ -248,6 +248,9 @@ pub(crate) fn load_log(
 ) -> Result<LoadedLog, StorageError> {
     std::fs::create_dir_all(dir)
         .map_err(|error| StorageError::io("create directory", dir, error))?;
+    // The log cleaner's leftovers first: an uncommitted cleaning vanishes, a committed
+    // one is put in place (its indexes, deleted here, are rebuilt below).
+    let swaps = crate::cleaner::swap::recover(dir)?;
     let mut log_bases = Vec::new();
     let mut index_files = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|error| StorageError::io("list", dir, error))?;
@@ -264,7 +267,7 @@ pub(crate) fn load_log(
         }
     }
     log_bases.sort_unstable();
-    let mut created_files = false;
+    let mut created_files = swaps.changed();
     // Index files without their log (a crash during deletion or roll) are orphans.
     for (base_offset, path) in index_files {
         if log_bases.binary_search(&base_offset).is_err() {

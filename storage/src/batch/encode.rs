@@ -15,20 +15,20 @@ pub struct SimpleRecord {
     pub value: Option<Vec<u8>>,
 }
 
-fn put_unsigned_varint(out: &mut Vec<u8>, mut value: u64) {
+pub(crate) fn put_unsigned_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
     }
     out.push(value as u8);
 }
-fn put_varint(out: &mut Vec<u8>, value: i32) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, value: i32) {
     put_unsigned_varint(out, u64::from(((value << 1) ^ (value >> 31)) as u32));
 }
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
+pub(crate) fn put_varlong(out: &mut Vec<u8>, value: i64) {
     put_unsigned_varint(out, ((value << 1) ^ (value >> 63)) as u64);
 }
-fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+pub(crate) fn put_nullable(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
         None => put_varint(out, -1),
         Some(bytes) => {

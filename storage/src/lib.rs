@@ -11,6 +11,8 @@
 //!      ├── 00000000000000000000.timeindex 12 B: timestamp i64 | relative offset u32
 //!      ├── 00000000000000004711.log    ◄── active segment: appends go here
 //!      ├── 00000000000000004711.snapshot  idempotent producers' state below 4711
+//!      ├── 00000000000000000000.log.deleted  retention took it out; removed after
+//!      │                                     file.delete.delay.ms, or at the next open
 //!      └── ...
 //!
 //!  append(bytes) ─► validate every batch (length, magic 2, CRC-32C, counts, size)
@@ -52,7 +54,10 @@ mod recovery;
 mod segment;
 
 pub use error::StorageError;
-pub use log::{AppendInfo, LogConfig, PartitionLog, ReadResult, RecoveryReport, TruncationNote};
+pub use log::{
+    AppendInfo, DeletedFiles, DeletedSegment, DeletionReason, LogConfig, PartitionLog, ReadResult,
+    RecoveryReport, RemovedSegments, TruncationNote,
+};
 
 /// Kafka's segment file name: the base offset zero-padded to 20 digits plus `.ext`
 /// (`segment_file_name(42, "log")` → `00000000000000000042.log`).

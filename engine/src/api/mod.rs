@@ -7,6 +7,7 @@
 mod admin;
 mod api_versions;
 mod configs;
+mod delete_records;
 mod fetch;
 mod find_coordinator;
 mod group_admin;
@@ -113,6 +114,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeProducers, 0, 0),
+    api(ApiKey::DeleteRecords, 0, 2),
 ];
 
 pub fn supported(key: ApiKey) -> Option<&'static ApiSupport> {
@@ -300,6 +302,11 @@ pub async fn dispatch(
             DescribeConfigsRequest,
             DescribeConfigsResponse,
             configs::describe_configs
+        ),
+        ApiKey::DeleteRecords => serve!(
+            DeleteRecordsRequest,
+            DeleteRecordsResponse,
+            delete_records::handle
         ),
         ApiKey::DescribeCluster => serve!(
             DescribeClusterRequest,

@@ -62,9 +62,15 @@ def earliest(broker, topic: str, partition: int = 0) -> int:
 
 
 def log_files(broker, topic: str, partition: int = 0) -> dict[int, int]:
-    """Base offset -> size of every live .log file of a partition."""
-    return {int(path.name.split(".")[0]): path.stat().st_size
-            for path in broker.segment_files(topic, partition)}
+    """Base offset -> size of every live .log file of a partition (retention may remove
+    one between listing and stat: it is gone then)."""
+    files = {}
+    for path in broker.segment_files(topic, partition):
+        try:
+            files[int(path.name.split(".")[0])] = path.stat().st_size
+        except FileNotFoundError:
+            pass
+    return files
 
 
 def deleted_files(broker, topic: str) -> list[str]:

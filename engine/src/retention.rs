@@ -103,7 +103,9 @@ pub fn log_deletion(shard: &Shard, partition: &Partition, retired: &RetiredSegme
 }
 
 /// Removes the `*.deleted` files after `file.delete.delay.ms`, or leaves them to the
-/// next open if the shard shuts down first.
+/// next open if the shard shuts down first. One timer task per removal: at most one per
+/// partition and retention pass or DeleteRecords that removed segments, so the tasks
+/// alive are bounded by the segments written within one delay.
 pub fn schedule_removal(shard: &Rc<Shard>, retired: RetiredSegments) {
     let RetiredSegments {
         files,

@@ -4,6 +4,8 @@ use kafka_protocol::error::ResponseError;
 use weir_storage::StorageError;
 use weir_storage::producer_state::ProducerStateError;
 
+use crate::partition::DeleteRecordsError;
+
 /// Kafka's "no error".
 pub const NONE: i16 = 0;
 
@@ -25,5 +27,13 @@ pub fn storage_error_code(error: &StorageError) -> i16 {
         StorageError::Io { .. }
         | StorageError::MalformedFile { .. }
         | StorageError::LowDiskSpace { .. } => ResponseError::KafkaStorageError.code(),
+    }
+}
+
+/// The Kafka error code a refused DeleteRecords partition is answered with.
+pub fn delete_records_error_code(error: &DeleteRecordsError) -> i16 {
+    match error {
+        DeleteRecordsError::PolicyViolation { .. } => ResponseError::PolicyViolation.code(),
+        DeleteRecordsError::Storage(error) => storage_error_code(error),
     }
 }

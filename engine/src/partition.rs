@@ -14,7 +14,10 @@ use bytes::Bytes;
 use glommio::sync::RwLock;
 use weir_storage::cleaner::{CleanedSegment, CleaningPlan};
 use weir_storage::producer_state::ProducerEntry;
-use weir_storage::{AppendInfo, LogConfig, PartitionLog, ReadResult, StorageError};
+use weir_storage::{
+    AppendInfo, DeletedFiles, DeletedSegment, LogConfig, PartitionLog, ReadResult, RemovedSegments,
+    StorageError,
+};
 
 use crate::disk_space::DirSpace;
 use crate::event::Event;
@@ -30,6 +33,31 @@ pub enum OffsetQuery {
 
 /// The answer to an [`OffsetQuery`]: (offset, timestamp), -1s when nothing matches.
 pub type OffsetAnswer = (i64, i64);
+
+/// Segments retention or DeleteRecords took out of a partition's log, their files
+/// already renamed to `*.deleted`.
+#[derive(Debug)]
+pub struct RetiredSegments {
+    pub segments: Vec<DeletedSegment>,
+    /// The log start offset after the removal.
+    pub log_start_offset: i64,
+    /// Remove these after `file_delete_delay_ms` (`file.delete.delay.ms`).
+    pub files: DeletedFiles,
+    pub file_delete_delay_ms: u64,
+}
+
+/// Why DeleteRecords was refused for a partition.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteRecordsError {
+    /// POLICY_VIOLATION: `cleanup.policy` lacks `delete` (Kafka refuses DeleteRecords on
+    /// compacted-only topics).
+    #[error(
+        "records of {topic}-{partition} cannot be deleted: cleanup.policy does not hold delete"
+    )]
+    PolicyViolation { topic: String, partition: i32 },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
 
 pub struct Partition {
     pub topic: String,
@@ -203,6 +231,93 @@ impl Partition {
     pub async fn remove_expired_producers(&self, now_ms: i64) -> Result<usize, StorageError> {
         let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
         Ok(log.remove_expired_producers(now_ms))
+    }
+
+    /// One retention pass (Kafka's `deleteOldSegments`). The log is locked for writing
+    /// only while segments leave its list; deciding happens under the read lock and the
+    /// file renames after the write lock is released, so produce and fetch barely notice.
+    pub async fn apply_retention(
+        &self,
+        now_ms: i64,
+    ) -> Result<Option<RetiredSegments>, StorageError> {
+        {
+            let log = self.log.read().await.map_err(|_| self.closed_error())?;
+            if self.closed.get() || !log.has_old_segments(now_ms, self.high_watermark()) {
+                return Ok(None);
+            }
+        }
+        let (removed, file_delete_delay_ms) = {
+            let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
+            if self.closed.get() {
+                return Ok(None);
+            }
+            let removed = log
+                .remove_old_segments(now_ms, self.high_watermark())
+                .await?;
+            self.log_start_offset.set(log.log_start_offset());
+            self.recovery_point.set(log.recovery_point());
+            (removed, log.config().file_delete_delay_ms)
+        };
+        Self::retire(removed, file_delete_delay_ms).await
+    }
+
+    /// DeleteRecords (Kafka's `deleteRecordsOnLeader`): moves the log start offset to
+    /// `offset` (−1: the high watermark) and removes the segments wholly below it.
+    /// Returns the low watermark (the log start now) and what was removed.
+    pub async fn delete_records(
+        &self,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(i64, Option<RetiredSegments>), DeleteRecordsError> {
+        let (removed, file_delete_delay_ms, low_watermark) = {
+            let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
+            if self.closed.get() {
+                return Err(self.closed_error().into());
+            }
+            if !log.config().cleanup_delete {
+                return Err(DeleteRecordsError::PolicyViolation {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                });
+            }
+            let high_watermark = self.high_watermark();
+            let offset = if offset == -1 { high_watermark } else { offset };
+            let removed = log
+                .delete_records_before(offset, high_watermark, now_ms)
+                .await?;
+            self.log_start_offset.set(log.log_start_offset());
+            self.recovery_point.set(log.recovery_point());
+            (
+                removed,
+                log.config().file_delete_delay_ms,
+                log.log_start_offset(),
+            )
+        };
+        Ok((
+            low_watermark,
+            Self::retire(removed, file_delete_delay_ms).await?,
+        ))
+    }
+
+    /// Renames the removed segments' files (outside the log lock).
+    async fn retire(
+        removed: RemovedSegments,
+        file_delete_delay_ms: u64,
+    ) -> Result<Option<RetiredSegments>, StorageError> {
+        if removed.is_empty() {
+            // Still deletes producer snapshots below an advanced log start.
+            removed.retire().await?.remove()?;
+            return Ok(None);
+        }
+        let segments = removed.segments();
+        let log_start_offset = removed.log_start_offset();
+        let files = removed.retire().await?;
+        Ok(Some(RetiredSegments {
+            segments,
+            log_start_offset,
+            files,
+            file_delete_delay_ms,
+        }))
     }
 
     pub async fn set_config(&self, config: LogConfig) -> Result<(), StorageError> {

@@ -239,6 +239,7 @@ async fn shard_main(
     glommio::spawn_local(producer_expiry_loop(shard.clone())).detach();
     glommio::spawn_local(crate::disk_space::disk_space_loop(shard.clone())).detach();
     crate::cleaner::spawn(shard.clone());
+    crate::retention::spawn(shard.clone());
     if id == 0 {
         glommio::spawn_local(checkpoint_loop(shard.clone())).detach();
     }
@@ -358,15 +359,31 @@ async fn checkpoint_loop(shard: Rc<Shard>) {
         if shard.is_shutting_down() {
             return;
         }
-        let entries = collect(
-            shard
-                .invoke_on_all(|target: Rc<Shard>| async move { target.checkpoint_entries() })
-                .await,
-        );
-        if let Err(error) = write_checkpoints(&shard.config.log_dirs, &entries) {
+        if let Err(error) = write_checkpoints_now(&shard).await {
             warn!(%error, "could not write checkpoint files");
         }
     }
+}
+
+/// Collects every shard's checkpoint entries and writes the checkpoint files now (on
+/// the controller shard; also after DeleteRecords, so a crash cannot bring deleted
+/// records back). Does nothing once shutdown began: shutdown writes the final files.
+pub async fn write_checkpoints_now(shard: &Rc<Shard>) -> Result<(), weir_storage::StorageError> {
+    assert_eq!(shard.id, 0, "checkpoint files are written by shard 0");
+    let _permit = shard
+        .checkpoint_lock
+        .acquire_permit(1)
+        .await
+        .expect("the checkpoint lock is never closed");
+    if shard.is_shutting_down() {
+        return Ok(());
+    }
+    let entries = collect(
+        shard
+            .invoke_on_all(|target: Rc<Shard>| async move { target.checkpoint_entries() })
+            .await,
+    );
+    write_checkpoints(&shard.config.log_dirs, &entries)
 }
 
 fn collect(
@@ -397,6 +414,11 @@ async fn shutdown(shard: &Rc<Shard>) {
             .invoke_on_all(|target: Rc<Shard>| async move { target.close_partitions().await })
             .await,
     );
+    let _permit = shard
+        .checkpoint_lock
+        .acquire_permit(1)
+        .await
+        .expect("the checkpoint lock is never closed");
     let clean = match write_checkpoints(&shard.config.log_dirs, &entries) {
         Ok(()) => true,
         Err(error) => {

@@ -76,6 +76,9 @@ pub struct Shard {
     shutting_down: std::cell::Cell<bool>,
     /// Serializes metadata changes; only used on shard 0 (the controller role).
     pub controller_lock: glommio::sync::Semaphore,
+    /// Serializes checkpoint writes (the periodic one, DeleteRecords', shutdown's) so an
+    /// older view never overwrites a newer one; only used on shard 0.
+    pub checkpoint_lock: glommio::sync::Semaphore,
     /// Every connection task runs inside this gate; closing it waits for them.
     pub connections: glommio::sync::Gate,
     /// Fired when the shard may stop its executor (the last step of shutdown).
@@ -128,6 +131,7 @@ impl Shard {
             shutdown: Event::new(),
             shutting_down: std::cell::Cell::new(false),
             controller_lock: glommio::sync::Semaphore::new(1),
+            checkpoint_lock: glommio::sync::Semaphore::new(1),
             connections: glommio::sync::Gate::new(),
             exit: Event::new(),
             groups: GroupCoordinator::default(),

@@ -8,6 +8,9 @@ use bytes::Bytes;
 use common::Broker;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -103,6 +106,7 @@ fn every_advertised_api_version_answers_correctly() {
         ApiKey::OffsetDelete,
         ApiKey::InitProducerId,
         ApiKey::DescribeProducers,
+        ApiKey::DeleteRecords,
     ];
     assert_eq!(apis.len(), expected_keys.len(), "{apis:?}");
     let range = |key: ApiKey| {
@@ -389,6 +393,29 @@ fn every_advertised_api_version_answers_correctly() {
                 "transaction keys get INVALID_REQUEST until transactions exist (v{version})"
             );
         }
+    }
+
+    for version in range(ApiKey::DeleteRecords) {
+        // Offset 0 deletes nothing: the answer is the unchanged log start (see
+        // delete_records.rs for the semantics).
+        let request = DeleteRecordsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                DeleteRecordsTopic::default()
+                    .with_name(name("main"))
+                    .with_partitions(vec![
+                        DeleteRecordsPartition::default()
+                            .with_partition_index(1)
+                            .with_offset(0),
+                    ]),
+            ]);
+        let response = client.call(version, &request);
+        let partition = &response.topics[0].partitions[0];
+        assert_eq!(
+            (partition.error_code, partition.low_watermark),
+            (0, 0),
+            "DeleteRecords v{version}"
+        );
     }
 
     for version in range(ApiKey::DeleteTopics) {

@@ -13,6 +13,8 @@
 //!      ├── 00000000000000004711.log    ◄── active segment: appends go here
 //!      ├── 00000000000000004711.snapshot  idempotent producers' state below 4711
 //!      ├── 00000000000000000000.log.cleaned / .swap   log cleaner's replacement (see `cleaner`)
+//!      ├── 00000000000000000000.log.deleted  retention took it out; removed after
+//!      │                                     file.delete.delay.ms, or at the next open
 //!      └── ...
 //!
 //!  append(bytes) ─► validate every batch (length, magic 2, CRC-32C, counts, size)
@@ -56,8 +58,8 @@ mod segment;
 
 pub use error::StorageError;
 pub use log::{
-    AppendInfo, CleaningOutcome, LogConfig, PartitionLog, ReadResult, RecoveryReport,
-    TruncationNote,
+    AppendInfo, CleaningOutcome, DeletedFiles, DeletedSegment, DeletionReason, LogConfig,
+    PartitionLog, ReadResult, RecoveryReport, RemovedSegments, TruncationNote,
 };
 
 /// Kafka's segment file name: the base offset zero-padded to 20 digits plus `.ext`

@@ -252,6 +252,9 @@ impl PartitionLog {
             latest_snapshot_offset: None,
         };
         log.load_producer_state().await?;
+        // A snapshot older than the log start (a crash before retention deleted it) may
+        // name producers whose data is gone.
+        log.producers.remove_before(log.log_start_offset);
         Ok((log, report))
     }
 
@@ -750,6 +753,10 @@ pub(crate) fn now_ms() -> i64 {
 
 mod producers;
 use producers::producer_batch;
+mod retention;
+pub use retention::{
+    DELETED_FILE_SUFFIX, DeletedFiles, DeletedSegment, DeletionReason, RemovedSegments,
+};
 
 mod cleaning;
 pub use cleaning::CleaningOutcome;
@@ -761,3 +768,7 @@ mod tests;
 #[cfg(test)]
 #[path = "log_producer_tests.rs"]
 mod producer_tests;
+
+#[cfg(test)]
+#[path = "log_retention_tests.rs"]
+mod retention_tests;

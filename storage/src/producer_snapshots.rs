@@ -10,9 +10,11 @@
 //!    data that no longer exists and are deleted; the newest remaining one that decodes
 //!    is loaded (a damaged one is deleted with a warning) and the batches from its
 //!    offset to the log end are replayed. Without any, state is rebuilt from the log start.
-//! 4. Only the newest [`SNAPSHOTS_RETAINED`] snapshots are kept.
+//! 4. Only the newest [`SNAPSHOTS_RETAINED`] snapshots are kept, and none below the log
+//!    start offset once it advanced (retention, DeleteRecords).
 //!
-//! Blocking `std::fs`, as for checkpoints: this runs at open, roll and close only.
+//! Blocking `std::fs`, as for checkpoints: this runs at open, roll, close and when the
+//! log start advances only.
 
 use std::path::{Path, PathBuf};
 
@@ -57,6 +59,19 @@ fn delete(dir: &Path, offset: i64) -> Result<(), StorageError> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(StorageError::io("delete", &path, error)),
     }
+}
+
+/// Deletes the snapshots below `log_start_offset` (they describe data that is gone);
+/// returns how many.
+pub fn delete_before(dir: &Path, log_start_offset: i64) -> Result<usize, StorageError> {
+    let doomed: Vec<i64> = list(dir)?
+        .into_iter()
+        .filter(|&offset| offset < log_start_offset)
+        .collect();
+    for &offset in &doomed {
+        delete(dir, offset)?;
+    }
+    Ok(doomed.len())
 }
 
 /// Deletes snapshots above `log_end_offset`, then loads the newest one that decodes.

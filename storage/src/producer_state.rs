@@ -275,6 +275,20 @@ impl ProducerStateTable {
         before - self.producers.len()
     }
 
+    /// Forgets producers whose last batch lies wholly below `log_start_offset` (or that
+    /// have no batch): their data is gone, as Kafka's `truncateHead` does when the log
+    /// start advances. Returns how many were removed.
+    pub fn remove_before(&mut self, log_start_offset: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, entry| {
+            entry
+                .batches
+                .back()
+                .is_some_and(|batch| batch.last_offset >= log_start_offset)
+        });
+        before - self.producers.len()
+    }
+
     /// Kafka's snapshot bytes for this table.
     pub fn encode_snapshot(&self) -> Vec<u8> {
         let entries = self.entries();

@@ -263,6 +263,11 @@ pub(crate) fn load_log(
         match extension {
             "log" => log_bases.push(base_offset),
             "index" | "timeindex" => index_files.push((base_offset, entry.path())),
+            // A segment file retention renamed before a crash or restart (log/retention.rs).
+            deleted if deleted.ends_with(crate::log::DELETED_FILE_SUFFIX) => {
+                tracing::info!(path = %entry.path().display(), "removing a file left for deletion");
+                remove_file(&entry.path())?;
+            }
             _ => {}
         }
     }

@@ -8,6 +8,7 @@ mod admin;
 mod alter_configs;
 mod api_versions;
 mod configs;
+mod delete_records;
 mod fetch;
 mod find_coordinator;
 mod group_admin;
@@ -116,6 +117,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::OffsetDelete, 0, 0),
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeProducers, 0, 0),
+    api(ApiKey::DeleteRecords, 0, 2),
 ];
 
 pub fn supported(key: ApiKey) -> Option<&'static ApiSupport> {
@@ -313,6 +315,11 @@ pub async fn dispatch(
             IncrementalAlterConfigsRequest,
             IncrementalAlterConfigsResponse,
             alter_configs::incremental_alter_configs
+        ),
+        ApiKey::DeleteRecords => serve!(
+            DeleteRecordsRequest,
+            DeleteRecordsResponse,
+            delete_records::handle
         ),
         ApiKey::DescribeCluster => serve!(
             DescribeClusterRequest,

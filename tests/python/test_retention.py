@@ -235,3 +235,49 @@ def test_delete_records_through_the_admin_client_moves_the_log_start_and_survive
     broker.kill9()
     broker.start()
     assert earliest(broker, topic, full) == 60
+
+
+def test_retention_changed_live_with_weir_configs_applies_at_once_and_holds_after_restart(make_broker):
+    """The issue's operator story: a topic keeps everything (the default 7 days) until
+    `weir configs --alter` sets retention.ms; the next retention pass deletes the old
+    segments, and after a restart the topic still has the setting and keeps applying it."""
+    import subprocess
+
+    from conftest import WEIR_BIN
+
+    broker = make_broker(RETENTION_BROKER)
+    topic = support.unique_topic("live-retention")
+    support.create_topic(broker.bootstrap, topic, 1, {"segment.bytes": str(SEGMENT_BYTES),
+                                                      "file.delete.delay.ms": "0"})
+    hour_ago_ms = int(time.time() * 1000) - 3_600_000
+    old = support.keyed_records(30, 1, payload_bytes=100)
+    support.confluent_produce(broker.bootstrap, topic, old, config=ONE_RECORD_PER_BATCH,
+                              timestamps=[hour_ago_ms] * len(old))
+    time.sleep(3 * CHECK_INTERVAL_MS / 1000)
+    assert earliest(broker, topic) == 0, "the default retention (7 days) keeps hour-old records"
+    assert len(log_files(broker, topic)) >= 4
+
+    def alter(*args: str) -> None:
+        result = subprocess.run([WEIR_BIN, "configs", "--bootstrap-server", broker.bootstrap, "--alter",
+                                 "--topic", topic, *args], capture_output=True, text=True, timeout=60)
+        assert (result.returncode, result.stdout, result.stderr) == \
+            (0, f"Completed updating config for topic {topic}.\n", ""), result
+
+    alter("--add-config", "retention.ms=60000")
+    wait_for(lambda: earliest(broker, topic) == 30, "hour-old segments deleted after the change")
+    assert log_files(broker, topic) == {30: 0}
+
+    broker.restart()
+    result = subprocess.run([WEIR_BIN, "configs", "--bootstrap-server", broker.bootstrap, "--describe",
+                             "--topic", topic], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "  retention.ms=60000 sensitive=false" in result.stdout, result
+    more = support.keyed_records(30, 1, payload_bytes=100, first_seq=30)
+    support.confluent_produce(broker.bootstrap, topic, more, config=ONE_RECORD_PER_BATCH,
+                              timestamps=[hour_ago_ms] * len(more))
+    wait_for(lambda: earliest(broker, topic) == 60, "the restored setting still deletes hour-old segments")
+    # Removing the override restores the default: new hour-old records stay.
+    alter("--delete-config", "retention.ms")
+    support.confluent_produce(broker.bootstrap, topic, more, config=ONE_RECORD_PER_BATCH,
+                              timestamps=[hour_ago_ms] * len(more))
+    time.sleep(3 * CHECK_INTERVAL_MS / 1000)
+    assert earliest(broker, topic) == 60

@@ -11,8 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Broker, Client, advertised_versions};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use common::{Broker, Client, advertised_versions, create_topic_with_configs};
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
@@ -45,7 +44,8 @@ fn one_record_batch(offset: i64, timestamp_ms: i64) -> Bytes {
         0,
         &[SimpleRecord {
             timestamp_ms,
-            key: None,
+            // Keyed: compacted topics refuse keyless records, as Kafka does.
+            key: Some(b"key".to_vec()),
             value: Some(format!("{offset:0width$}", width = VALUE_BYTES).into_bytes()),
         }],
     ))
@@ -60,28 +60,7 @@ fn create_topic(client: &mut Client, topic: &str, partitions: i32, extra: &[(&st
         ("file.delete.delay.ms", "0"),
     ];
     configs.extend_from_slice(extra);
-    let created: CreateTopicsResponse = client.call(
-        5,
-        &CreateTopicsRequest::default()
-            .with_topics(vec![
-                CreatableTopic::default()
-                    .with_name(name(topic))
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(1)
-                    .with_configs(
-                        configs
-                            .iter()
-                            .map(|(key, value)| {
-                                CreatableTopicConfig::default()
-                                    .with_name(StrBytes::from_string(key.to_string()))
-                                    .with_value(Some(StrBytes::from_string(value.to_string())))
-                            })
-                            .collect(),
-                    ),
-            ])
-            .with_timeout_ms(10_000),
-    );
-    assert_eq!(created.topics[0].error_code, 0, "create {topic}");
+    create_topic_with_configs(client, topic, partitions, &configs);
 }
 
 /// Produces `count` one-record batches to partition 0, timestamped `timestamp_ms`.

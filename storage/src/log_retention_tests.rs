@@ -22,7 +22,8 @@ fn batch_at(timestamp_ms: i64) -> Bytes {
         0,
         &[SimpleRecord {
             timestamp_ms,
-            key: None,
+            // Keyed, so compacted logs accept it too.
+            key: Some(b"k".to_vec()),
             value: Some(vec![b'r'; 100]),
         }],
     ))

@@ -120,6 +120,7 @@ def test_bad_values_get_invalid_config_and_change_nothing(broker):
     assert raised.value.args[0].name() == "UNKNOWN_TOPIC_OR_PART"
 
 
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated:DeprecationWarning")
 def test_legacy_alter_configs_replaces_the_whole_set(broker):
     support.create_topic(broker.bootstrap, "orders", 1, {"retention.ms": "1000", "segment.ms": "60000"})
     resource = ConfigResource(TOPIC, "orders", set_config={"max.message.bytes": "5000"})

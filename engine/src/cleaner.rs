@@ -73,7 +73,7 @@ async fn cleaner_loop(shard: Rc<Shard>) {
 /// Cleans the local partition with the highest dirty ratio among those due; false when
 /// none is due (or its cleaning failed: the loop then backs off).
 async fn clean_filthiest(shard: &Rc<Shard>) -> bool {
-    let now_ms = now_ms();
+    let now_ms = weir_storage::now_ms();
     let mut filthiest: Option<(Rc<Partition>, CleaningPlan)> = None;
     for partition in shard.local_partitions() {
         if shard.is_shutting_down() {
@@ -160,8 +160,4 @@ async fn clean(
         }
     }
     Ok(Some((end_offset, stats)))
-}
-
-fn now_ms() -> i64 {
-    crate::group::driver::now_ms() as i64
 }

@@ -95,7 +95,7 @@ impl Partition {
             closed: Cell::new(false),
             space,
             flush_interval_ms: Cell::new(flush_interval_ms),
-            last_flush_ms: Cell::new(crate::group::driver::now_ms() as i64),
+            last_flush_ms: Cell::new(weir_storage::now_ms()),
         })
     }
 
@@ -208,8 +208,7 @@ impl Partition {
             log.flush().await?;
         }
         self.recovery_point.set(log.recovery_point());
-        self.last_flush_ms
-            .set(crate::group::driver::now_ms() as i64);
+        self.last_flush_ms.set(weir_storage::now_ms());
         Ok(())
     }
 

@@ -59,7 +59,7 @@ async fn retention_loop(shard: Rc<Shard>) {
         if !sleep_unless_shutdown(&shard, interval_ms).await {
             return;
         }
-        let now_ms = crate::group::driver::now_ms() as i64;
+        let now_ms = weir_storage::now_ms();
         for partition in shard.local_partitions() {
             if shard.is_shutting_down() {
                 return;

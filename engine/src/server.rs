@@ -316,7 +316,7 @@ const FLUSH_CHECK_INTERVAL_MS: u64 = 50;
 async fn flush_loop(shard: Rc<Shard>) {
     while !shard.is_shutting_down() {
         glommio::timer::sleep(Duration::from_millis(FLUSH_CHECK_INTERVAL_MS)).await;
-        let now_ms = crate::group::driver::now_ms() as i64;
+        let now_ms = weir_storage::now_ms();
         for partition in shard.local_partitions() {
             if partition.flush_due(now_ms)
                 && let Err(error) = partition.flush().await
@@ -339,7 +339,7 @@ async fn producer_expiry_loop(shard: Rc<Shard>) {
         if shard.is_shutting_down() {
             return;
         }
-        let now_ms = crate::group::driver::now_ms() as i64;
+        let now_ms = weir_storage::now_ms();
         for partition in shard.local_partitions() {
             match partition.remove_expired_producers(now_ms).await {
                 Ok(0) => {}

@@ -57,6 +57,7 @@ mod recovery;
 mod segment;
 
 pub use error::StorageError;
+pub use log::now_ms;
 pub use log::{
     AppendInfo, CleaningOutcome, DeletedFiles, DeletedSegment, DeletionReason, LogConfig,
     PartitionLog, ReadResult, RecoveryReport, RemovedSegments, TruncationNote,

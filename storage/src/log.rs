@@ -744,8 +744,9 @@ fn first_record_at_or_after(
     hit
 }
 
-/// Wall-clock milliseconds since the epoch.
-pub(crate) fn now_ms() -> i64 {
+/// Wall-clock milliseconds since the epoch (0 if the clock is before 1970): the one
+/// clock the log, the engine and the tools stamp and compare times with.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64)

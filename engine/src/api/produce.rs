@@ -6,7 +6,6 @@
 //! Single node: the leader is the whole ISR, so acks=1 and acks=all answer alike.
 
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -27,12 +26,7 @@ pub struct PartitionAppend {
 
 type PartitionResult = Result<PartitionAppend, (i16, String)>;
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use weir_storage::now_ms;
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) -> ProduceResponse {
     let acks_valid = matches!(request.acks, -1..=1);

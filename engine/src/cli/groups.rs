@@ -25,7 +25,7 @@ mod time;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use weir_net::client::ClientError;
 
@@ -195,11 +195,7 @@ fn describe_groups(admin: &mut GroupAdmin, args: &Args) -> Result<bool, GroupsEr
     Ok(success)
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
-}
+use weir_storage::now_ms;
 
 fn scenario_of(args: &Args) -> Result<Scenario, GroupsError> {
     Ok(if let Some(offset) = args.to_offset {

@@ -151,12 +151,7 @@ fn produce_lines(
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
+use weir_storage::now_ms;
 
 pub fn run(args: Args) -> ExitCode {
     let settings =

@@ -25,11 +25,9 @@ use crate::shard::Shard;
 /// damage of a missed wake-up.
 const TICK_INTERVAL_MS_MAX: u64 = 1_000;
 
+/// `weir_storage::now_ms` as the unsigned milliseconds the group state machine uses.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
+    weir_storage::now_ms().max(0) as u64
 }
 
 /// The state machine settings from the broker's `group.*` keys.

@@ -20,7 +20,6 @@
 //! shutdown, error) is simply done again.
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use tracing::{debug, info, warn};
 use weir_storage::StorageError;
@@ -37,20 +36,11 @@ const CLEANER_TASK_QUEUE_SHARES: usize = 100;
 
 /// Starts the shard's cleaner in its own low-priority task queue.
 pub fn spawn(shard: Rc<Shard>) {
-    let queue = glommio::executor().create_task_queue(
-        glommio::Shares::Static(CLEANER_TASK_QUEUE_SHARES),
-        glommio::Latency::NotImportant,
+    shard.spawn_background(
         "log-cleaner",
+        CLEANER_TASK_QUEUE_SHARES,
+        cleaner_loop(shard.clone()),
     );
-    match glommio::spawn_local_into(cleaner_loop(shard.clone()), queue) {
-        Ok(task) => {
-            task.detach();
-        }
-        Err(error) => {
-            warn!(shard = shard.id, %error, "no cleaner task queue; cleaning in the default one");
-            glommio::spawn_local(cleaner_loop(shard)).detach();
-        }
-    }
 }
 
 async fn cleaner_loop(shard: Rc<Shard>) {
@@ -62,10 +52,9 @@ async fn cleaner_loop(shard: Rc<Shard>) {
         let settings = &config.maintenance;
         let cleaned = settings.cleaner_enable && clean_filthiest(&shard).await;
         if !cleaned {
-            let sleep = glommio::timer::sleep(Duration::from_millis(settings.cleaner_backoff_ms));
-            let shutdown = shard.shutdown.listen();
-            futures::pin_mut!(sleep, shutdown);
-            futures::future::select(sleep, shutdown).await;
+            shard
+                .sleep_unless_shutdown(settings.cleaner_backoff_ms)
+                .await;
         }
     }
 }

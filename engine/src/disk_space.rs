@@ -18,7 +18,6 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Duration;
 
 use tracing::{info, warn};
 
@@ -90,11 +89,10 @@ pub fn check(shard: &Shard) {
 pub async fn disk_space_loop(shard: Rc<Shard>) {
     loop {
         check(&shard);
-        let sleep = glommio::timer::sleep(Duration::from_millis(DISK_SPACE_CHECK_INTERVAL_MS));
-        let shutdown = shard.shutdown.listen();
-        futures::pin_mut!(sleep, shutdown);
-        futures::future::select(sleep, shutdown).await;
-        if shard.is_shutting_down() {
+        if !shard
+            .sleep_unless_shutdown(DISK_SPACE_CHECK_INTERVAL_MS)
+            .await
+        {
             return;
         }
     }

@@ -15,9 +15,7 @@
 //! the same offset retention moved it to.
 
 use std::rc::Rc;
-use std::time::Duration;
 
-use glommio::{Latency, Shares};
 use tracing::{info, warn};
 use weir_storage::DeletedFiles;
 
@@ -30,21 +28,7 @@ pub const RETENTION_SHARES: usize = 100;
 
 /// Starts the shard's retention loop in its own low-share task queue.
 pub fn spawn(shard: Rc<Shard>) {
-    let queue = glommio::executor().create_task_queue(
-        Shares::Static(RETENTION_SHARES),
-        Latency::NotImportant,
-        "retention",
-    );
-    let shard_id = shard.id;
-    match glommio::spawn_local_into(retention_loop(shard.clone()), queue) {
-        Ok(task) => {
-            task.detach();
-        }
-        Err(error) => {
-            warn!(shard = shard_id, %error, "could not start retention in its own task queue; using the default one");
-            glommio::spawn_local(retention_loop(shard)).detach();
-        }
-    }
+    shard.spawn_background("retention", RETENTION_SHARES, retention_loop(shard.clone()));
 }
 
 /// Every `log.retention.check.interval.ms` (re-read from the effective config each time,
@@ -56,7 +40,7 @@ async fn retention_loop(shard: Rc<Shard>) {
             .effective_config()
             .maintenance
             .retention_check_interval_ms;
-        if !sleep_unless_shutdown(&shard, interval_ms).await {
+        if !shard.sleep_unless_shutdown(interval_ms).await {
             return;
         }
         let now_ms = weir_storage::now_ms();
@@ -118,7 +102,7 @@ pub fn schedule_removal(shard: &Rc<Shard>, retired: RetiredSegments) {
     }
     let shard = shard.clone();
     glommio::spawn_local(async move {
-        if sleep_unless_shutdown(&shard, file_delete_delay_ms).await {
+        if shard.sleep_unless_shutdown(file_delete_delay_ms).await {
             remove(shard.id, files);
         }
     })
@@ -129,16 +113,4 @@ fn remove(shard_id: usize, files: DeletedFiles) {
     if let Err(error) = files.remove() {
         warn!(shard = shard_id, %error, "could not remove deleted segment files; the next start removes them");
     }
-}
-
-/// Sleeps `interval_ms`; false if the shard began shutting down instead.
-async fn sleep_unless_shutdown(shard: &Shard, interval_ms: u64) -> bool {
-    if shard.is_shutting_down() {
-        return false;
-    }
-    let sleep = glommio::timer::sleep(Duration::from_millis(interval_ms));
-    let shutdown = shard.shutdown.listen();
-    futures::pin_mut!(sleep, shutdown);
-    futures::future::select(sleep, shutdown).await;
-    !shard.is_shutting_down()
 }

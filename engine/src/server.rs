@@ -330,15 +330,8 @@ async fn flush_loop(shard: Rc<Shard>) {
 /// Forgets idle idempotent producers (`producer.id.expiration.ms`) every
 /// `producer.id.expiration.check.interval.ms`.
 async fn producer_expiry_loop(shard: Rc<Shard>) {
-    let interval = Duration::from_millis(shard.config.producer_id_expiration_check_interval_ms);
-    loop {
-        let sleep = glommio::timer::sleep(interval);
-        let shutdown = shard.shutdown.listen();
-        futures::pin_mut!(sleep, shutdown);
-        futures::future::select(sleep, shutdown).await;
-        if shard.is_shutting_down() {
-            return;
-        }
+    let interval_ms = shard.config.producer_id_expiration_check_interval_ms;
+    while shard.sleep_unless_shutdown(interval_ms).await {
         let now_ms = weir_storage::now_ms();
         for partition in shard.local_partitions() {
             match partition.remove_expired_producers(now_ms).await {

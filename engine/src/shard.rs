@@ -225,6 +225,38 @@ impl Shard {
         self.shutting_down.get()
     }
 
+    /// Sleeps `interval_ms` or until shutdown begins; false once the shard is shutting
+    /// down (the caller's loop should end). The one wait of every periodic shard task.
+    pub async fn sleep_unless_shutdown(&self, interval_ms: u64) -> bool {
+        if self.is_shutting_down() {
+            return false;
+        }
+        let sleep = glommio::timer::sleep(std::time::Duration::from_millis(interval_ms));
+        let shutdown = self.shutdown.listen();
+        futures::pin_mut!(sleep, shutdown);
+        futures::future::select(sleep, shutdown).await;
+        !self.is_shutting_down()
+    }
+
+    /// Runs a background task (retention, the cleaner) in its own task queue with
+    /// `shares` (the default queue has 1000), so under load it yields to produce and
+    /// fetch.
+    pub fn spawn_background(
+        &self,
+        name: &'static str,
+        shares: usize,
+        task: impl Future<Output = ()> + 'static,
+    ) {
+        let queue = glommio::executor().create_task_queue(
+            glommio::Shares::Static(shares),
+            glommio::Latency::NotImportant,
+            name,
+        );
+        glommio::spawn_local_into(task, queue)
+            .expect("a task queue just created on this executor accepts tasks")
+            .detach();
+    }
+
     pub fn begin_shutdown(&self) {
         if !self.shutting_down.replace(true) {
             self.shutdown.notify_all();

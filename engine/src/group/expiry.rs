@@ -6,7 +6,6 @@
 //! expires, the group is forgotten too (Kafka turns it Dead).
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use tracing::{info, warn};
 
@@ -106,21 +105,12 @@ impl GroupCoordinator {
 
 /// Per-shard task: expires offsets every `offsets.retention.check.interval.ms`.
 pub async fn expiry_loop(shard: Rc<Shard>) {
-    let interval = Duration::from_millis(
-        shard
-            .config
-            .groups
-            .offsets_retention_check_interval_ms
-            .max(1) as u64,
-    );
-    while !shard.is_shutting_down() {
-        let shutdown = shard.shutdown.listen();
-        let timer = glommio::timer::sleep(interval);
-        futures::pin_mut!(shutdown, timer);
-        futures::future::select(shutdown, timer).await;
-        if shard.is_shutting_down() {
-            return;
-        }
+    let interval_ms = shard
+        .config
+        .groups
+        .offsets_retention_check_interval_ms
+        .max(1) as u64;
+    while shard.sleep_unless_shutdown(interval_ms).await {
         shard.groups.expire_offsets(&shard).await;
     }
 }

@@ -50,6 +50,8 @@ enum Command {
     Configs(cli::configs::Args),
     /// Print segment, index and time index files (kafka-dump-log.sh).
     DumpLog(cli::dump_log::Args),
+    /// Check this machine's settings for running a broker, with the fix for each.
+    Tune(cli::tune::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Groups(args) => cli::groups::run(args),
         Command::Configs(args) => cli::configs::run(args),
         Command::DumpLog(args) => cli::dump_log::run(args),
+        Command::Tune(args) => cli::tune::run(args),
         Command::Broker {
             config,
             overrides,

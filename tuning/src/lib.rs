@@ -13,6 +13,8 @@
 //! exact setting to change (`ulimit -l`, `kernel.io_uring_disabled`, the container's
 //! seccomp profile). Nothing here panics on a hostile environment.
 
+pub mod check;
+
 use std::io;
 
 use thiserror::Error;

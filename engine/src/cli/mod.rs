@@ -27,6 +27,7 @@ pub mod producer_config;
 pub mod record_format;
 pub mod stop_signal;
 pub mod topics;
+pub mod tune;
 
 use std::process::ExitCode;
 use std::time::Duration;

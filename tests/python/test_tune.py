@@ -1,0 +1,69 @@
+"""`weir tune check` reports this machine's broker-relevant settings with exact fixes.
+
+Goal: an operator runs one command and sees, for each setting that matters to a
+broker (memlock, io_uring, accept queue, socket buffers, swapping, dirty pages,
+transparent hugepages, CPU governor, cores/NUMA, NIC IRQs, open files), its value,
+the recommendation and — when it needs changing — the command that changes it.
+
+Method: run the real binary on this machine; parse every line; cross-check values
+against /proc read independently here; `--fail-on-warn` must exit 1 exactly when a
+line is at warn. Nothing on the machine is changed.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+
+from conftest import WEIR_BIN
+
+CHECKS = ["memlock", "io_uring", "net.core.somaxconn", "net.core.rmem_max", "net.core.wmem_max",
+          "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "vm.swappiness", "vm.dirty_ratio",
+          "transparent_hugepage", "cpu_governor", "cores_and_numa", "nic_irq_affinity", "open_files"]
+LINE = re.compile(r"^\[\s*(ok|warn|info)\] ([a-z0-9_.]+): (.*) \(recommended: (.*)\)$")
+
+
+def tune(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([WEIR_BIN, "tune", *args], capture_output=True, text=True, timeout=30,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_tune_check_reports_every_setting_once_with_fixes_for_warnings():
+    result = tune("check")
+    assert (result.returncode, result.stderr) == (0, ""), result
+    lines = result.stdout.splitlines()
+    findings = {}
+    index = 0
+    while index < len(lines) - 1:
+        match = LINE.match(lines[index])
+        assert match, lines[index]
+        status, name, value, _ = match.groups()
+        assert name not in findings, f"{name} reported twice"
+        fix = None
+        if index + 1 < len(lines) and lines[index + 1].startswith("       fix: "):
+            fix = lines[index + 1].removeprefix("       fix: ")
+            index += 1
+        assert (fix is not None) == (status == "warn"), (name, status, fix)
+        findings[name] = (status, value, fix)
+        index += 1
+    assert list(findings) == CHECKS
+    counts = {status: sum(1 for s, _, _ in findings.values() if s == status) for status in ("ok", "warn", "info")}
+    assert lines[-1] == f"{len(CHECKS)} checks: {counts['ok']} ok, {counts['warn']} warn, {counts['info']} info."
+
+    somaxconn = int(pathlib.Path("/proc/sys/net/core/somaxconn").read_text())
+    assert findings["net.core.somaxconn"][1] == str(somaxconn)
+    assert findings["net.core.somaxconn"][0] == ("ok" if somaxconn >= 4096 else "warn")
+    swappiness = int(pathlib.Path("/proc/sys/vm/swappiness").read_text())
+    assert findings["vm.swappiness"][0] == ("ok" if swappiness <= 1 else "warn")
+    if swappiness > 1:
+        assert findings["vm.swappiness"][2] == "sysctl -w vm.swappiness=1"
+
+    strict = tune("check", "--fail-on-warn")
+    assert strict.stdout == result.stdout
+    assert strict.returncode == (1 if counts["warn"] else 0)
+
+
+def test_tune_without_an_action_is_a_usage_error():
+    result = tune()
+    assert result.returncode == 2 and "check" in result.stderr, result

@@ -67,3 +67,34 @@ def test_tune_check_reports_every_setting_once_with_fixes_for_warnings():
 def test_tune_without_an_action_is_a_usage_error():
     result = tune()
     assert result.returncode == 2 and "check" in result.stderr, result
+
+
+def sysctl_snapshot() -> dict[str, str]:
+    names = ["net/core/rmem_max", "net/core/wmem_max", "net/ipv4/tcp_wmem", "vm/swappiness",
+             "vm/dirty_ratio", "vm/dirty_background_ratio"]
+    return {name: pathlib.Path("/proc/sys", name).read_text() for name in names}
+
+
+def test_tune_apply_shows_the_plan_and_changes_nothing_without_a_yes():
+    before = sysctl_snapshot()
+    for profile in ("throughput", "latency"):
+        dry = tune("apply", "--profile", profile, "--dry-run")
+        assert (dry.returncode, dry.stderr) == (0, ""), dry
+        lines = dry.stdout.splitlines()
+        if lines[0].startswith("Nothing to change"):
+            continue
+        count = int(re.match(rf"The {profile} profile changes (\d+) settings:$", lines[0]).group(1))
+        assert len(lines) == count + 1, lines
+        for line in lines[1:]:
+            assert re.match(r"^  \S+: .+ -> .+   # (sysctl -w |echo ).+$", line), line
+        if "vm.swappiness" in dry.stdout:
+            swappiness = pathlib.Path("/proc/sys/vm/swappiness").read_text().strip()
+            assert f"  vm.swappiness: {swappiness} -> 1   # sysctl -w vm.swappiness=1" in lines
+        # Without --yes and without a terminal to ask on, nothing is applied.
+        refused = tune("apply", "--profile", profile)
+        assert refused.returncode == 1 and refused.stdout == dry.stdout, refused
+        assert refused.stderr == ("Error: nothing was changed: stdin is not a terminal to ask on; "
+                                  "pass --yes to apply without asking.\n")
+    assert sysctl_snapshot() == before
+    unknown = tune("apply", "--profile", "fastest")
+    assert unknown.returncode == 2 and "unknown profile 'fastest' (profiles: throughput, latency)" in unknown.stderr

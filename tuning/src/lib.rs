@@ -14,6 +14,7 @@
 //! seccomp profile). Nothing here panics on a hostile environment.
 
 pub mod check;
+pub mod profile;
 
 use std::io;
 

@@ -366,7 +366,8 @@ impl Segment {
     }
 }
 
-async fn write_all_at(
+/// Writes all of `bytes` at `position`; a short write (a full disk) is an error.
+pub(crate) async fn write_all_at(
     file: &BufferedFile,
     path: &Path,
     bytes: Vec<u8>,
@@ -376,10 +377,10 @@ async fn write_all_at(
     let written = file
         .write_at(bytes, position)
         .await
-        .map_err(|error| StorageError::io("append to", path, error))?;
+        .map_err(|error| StorageError::io("write", path, error))?;
     if written != length {
         return Err(StorageError::io(
-            "append to",
+            "write",
             path,
             std::io::Error::new(
                 std::io::ErrorKind::WriteZero,

@@ -391,7 +391,7 @@ pub async fn clean_segment(
             let length = out.len();
             if length > 0 {
                 let at = state.size_bytes - length as u64;
-                write_all(&output, &cleaned_log, out, at).await?;
+                crate::segment::write_all_at(&output, &cleaned_log, out, at).await?;
             }
             stats.bytes_written += length as u64;
             throttle.consume((bytes.len() + length) as u64).await;
@@ -441,30 +441,6 @@ pub async fn clean_segment(
     })
 }
 
-async fn write_all(
-    file: &BufferedFile,
-    path: &std::path::Path,
-    bytes: Vec<u8>,
-    position: u64,
-) -> Result<(), StorageError> {
-    let length = bytes.len();
-    let written = file
-        .write_at(bytes, position)
-        .await
-        .map_err(|error| StorageError::io("write", path, error))?;
-    if written != length {
-        return Err(StorageError::io(
-            "write",
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                format!("short write: {written} of {length} bytes (disk full?)"),
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Writes a whole (index) file and fdatasyncs it.
 async fn write_synced(path: &std::path::Path, bytes: Vec<u8>) -> Result<(), StorageError> {
     let file = OpenOptions::new()
@@ -475,7 +451,7 @@ async fn write_synced(path: &std::path::Path, bytes: Vec<u8>) -> Result<(), Stor
         .await
         .map_err(|error| StorageError::io("create", path, error))?;
     if !bytes.is_empty() {
-        write_all(&file, path, bytes, 0).await?;
+        crate::segment::write_all_at(&file, path, bytes, 0).await?;
     }
     file.fdatasync()
         .await

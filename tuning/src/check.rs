@@ -355,6 +355,31 @@ fn nic_irq_affinity(probe: &Probe) -> Finding {
     )
 }
 
+/// Dirty-page thresholds: each is set either as a ratio or in bytes (the kernel zeroes
+/// the other form), so report whichever form is in force.
+fn dirty_pages(probe: &Probe) -> Finding {
+    let threshold = |name: &str| {
+        let bytes = probe
+            .sysctl_number(&format!("vm.{name}_bytes"))
+            .unwrap_or(0);
+        if bytes > 0 {
+            format!("{name}_bytes {bytes}")
+        } else {
+            let ratio = probe
+                .sysctl(&format!("vm.{name}_ratio"))
+                .unwrap_or_default();
+            format!("{name}_ratio {ratio}")
+        }
+    };
+    finding(
+        "vm.dirty_ratio",
+        Status::Info,
+        format!("{}, {}", threshold("dirty_background"), threshold("dirty")),
+        "throughput: ratios 5 / 60 (let the page cache absorb bursts); latency: small byte limits",
+        None,
+    )
+}
+
 /// Runs every check. `limits` and `io_uring` are passed in so tests can fix them.
 pub fn run_checks(
     probe: &Probe,
@@ -404,17 +429,7 @@ pub fn run_checks(
         tcp_buffer_check(probe, "net.ipv4.tcp_rmem"),
         tcp_buffer_check(probe, "net.ipv4.tcp_wmem"),
         sysctl_check(probe, "vm.swappiness", 1, true),
-        {
-            let background = probe.sysctl("vm.dirty_background_ratio").unwrap_or_default();
-            let ratio = probe.sysctl("vm.dirty_ratio").unwrap_or_default();
-            finding(
-                "vm.dirty_ratio",
-                Status::Info,
-                format!("dirty_background_ratio {background}, dirty_ratio {ratio}"),
-                "throughput: 5 / 60 (let the page cache absorb bursts); latency: lower both",
-                None,
-            )
-        },
+        dirty_pages(probe),
         transparent_hugepages(probe),
         cpu_governor(probe, cores),
         cores_and_numa(probe, cores),
@@ -563,6 +578,10 @@ mod tests {
             "powersave,performance"
         );
         assert_eq!(
+            by_name(&findings, "vm.dirty_ratio").value,
+            "dirty_background_ratio 10, dirty_ratio 20"
+        );
+        assert_eq!(
             by_name(&findings, "cores_and_numa").value,
             "2 usable cores, 2 NUMA node(s)"
         );
@@ -582,6 +601,10 @@ mod tests {
         let (_dir, probe) = fake_tree(&[
             ("proc/sys/net/core/somaxconn", "4096"),
             ("proc/sys/vm/swappiness", "1"),
+            ("proc/sys/vm/dirty_background_bytes", "67108864"),
+            ("proc/sys/vm/dirty_background_ratio", "0"),
+            ("proc/sys/vm/dirty_bytes", "268435456"),
+            ("proc/sys/vm/dirty_ratio", "0"),
             (
                 "sys/kernel/mm/transparent_hugepage/enabled",
                 "always madvise [never]",
@@ -604,6 +627,10 @@ mod tests {
             assert_eq!(by_name(&findings, name).fix, None);
         }
         assert_eq!(by_name(&findings, "net.core.rmem_max").status, Status::Info);
+        assert_eq!(
+            by_name(&findings, "vm.dirty_ratio").value,
+            "dirty_background_bytes 67108864, dirty_bytes 268435456"
+        );
         assert_eq!(by_name(&findings, "cpu_governor").status, Status::Info);
         assert!(
             by_name(&findings, "nic_irq_affinity")

@@ -34,6 +34,15 @@ use crate::shard::Shard;
 /// produce and fetch get ~10× the cleaner's CPU time when both are busy.
 const CLEANER_TASK_QUEUE_SHARES: usize = 100;
 
+/// How long a partition whose cleaning failed is left out of the selection, so one log
+/// that cannot be cleaned (a corrupt sealed batch, a batch with more keys than the
+/// offset map holds) does not stop the shard's other compacted logs from being cleaned
+/// (Kafka marks such logs uncleanable).
+const FAILED_CLEANING_RETRY_MS: i64 = 10 * 60 * 1000;
+
+/// Partitions whose last cleaning failed → when they may be tried again.
+type FailedCleanings = std::collections::HashMap<(String, i32), i64>;
+
 /// Starts the shard's cleaner in its own low-priority task queue.
 pub fn spawn(shard: Rc<Shard>) {
     shard.spawn_background(
@@ -44,13 +53,14 @@ pub fn spawn(shard: Rc<Shard>) {
 }
 
 async fn cleaner_loop(shard: Rc<Shard>) {
+    let mut failed = FailedCleanings::new();
     loop {
         if shard.is_shutting_down() {
             return;
         }
         let config = shard.effective_config();
         let settings = &config.maintenance;
-        let cleaned = settings.cleaner_enable && clean_filthiest(&shard).await;
+        let cleaned = settings.cleaner_enable && clean_filthiest(&shard, &mut failed).await;
         if !cleaned {
             shard
                 .sleep_unless_shutdown(settings.cleaner_backoff_ms)
@@ -61,12 +71,16 @@ async fn cleaner_loop(shard: Rc<Shard>) {
 
 /// Cleans the local partition with the highest dirty ratio among those due; false when
 /// none is due (or its cleaning failed: the loop then backs off).
-async fn clean_filthiest(shard: &Rc<Shard>) -> bool {
+async fn clean_filthiest(shard: &Rc<Shard>, failed: &mut FailedCleanings) -> bool {
     let now_ms = weir_storage::now_ms();
+    failed.retain(|_, retry_at_ms| *retry_at_ms > now_ms);
     let mut filthiest: Option<(Rc<Partition>, CleaningPlan)> = None;
     for partition in shard.local_partitions() {
         if shard.is_shutting_down() {
             return false;
+        }
+        if failed.contains_key(&(partition.topic.clone(), partition.index)) {
+            continue;
         }
         match partition.cleaning_plan(now_ms).await {
             Ok(Some((plan, min_ratio))) if plan.should_clean(min_ratio) => {
@@ -111,7 +125,12 @@ async fn clean_filthiest(shard: &Rc<Shard>) -> bool {
         }
         Err(error) => {
             warn!(shard = shard.id, topic = %partition.topic, partition = partition.index,
-                %error, "log cleaning failed; retrying after log.cleaner.backoff.ms");
+                %error, retry_in_ms = FAILED_CLEANING_RETRY_MS,
+                "log cleaning failed; cleaning the shard's other logs meanwhile");
+            failed.insert(
+                (partition.topic.clone(), partition.index),
+                now_ms + FAILED_CLEANING_RETRY_MS,
+            );
             false
         }
     }

@@ -263,7 +263,7 @@ pub async fn alter_configs(
     let mut changed = false;
     let mut outcomes = Vec::with_capacity(requests.len());
     for (resource, changes) in requests {
-        let list_default = |name: &str| dynamic::list_default(&static_config, name);
+        let list_default = dynamic::list_default;
         let outcome = match &resource {
             ConfigResource::Topic(name) => match topics.get(name) {
                 None => Err(failure(

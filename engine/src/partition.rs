@@ -127,7 +127,9 @@ impl Partition {
 
     /// Validates and appends one produce request's records for this partition.
     pub async fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendInfo, StorageError> {
-        if self.space.is_low() {
+        // The floor exists so the broker's own records (committed offsets, group state)
+        // still fit: only client topics are refused.
+        if self.space.is_low() && !self.topic.starts_with("__") {
             return Err(StorageError::LowDiskSpace {
                 topic: self.topic.clone(),
                 partition: self.index,

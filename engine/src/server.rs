@@ -314,8 +314,7 @@ const FLUSH_CHECK_INTERVAL_MS: u64 = 50;
 
 /// fdatasyncs partitions whose unflushed data is older than their `flush.ms`.
 async fn flush_loop(shard: Rc<Shard>) {
-    while !shard.is_shutting_down() {
-        glommio::timer::sleep(Duration::from_millis(FLUSH_CHECK_INTERVAL_MS)).await;
+    while shard.sleep_unless_shutdown(FLUSH_CHECK_INTERVAL_MS).await {
         let now_ms = weir_storage::now_ms();
         for partition in shard.local_partitions() {
             if partition.flush_due(now_ms)

@@ -8,7 +8,8 @@ freed (a topic deleted) or the floor is lowered at runtime.
 Method: a real, small file system — a 48 MiB tmpfs mounted for the test (root
 only; skipped with a message otherwise) — holds the broker's log dir. Raw
 Produce requests fill it until the broker refuses; the exact error code, the
-free space left, reads, and recovery are checked against the real disk.
+free space left, reads, a consumer group's commit (internal topics keep the
+floor's room) and recovery are checked against the real disk.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import time
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 import kproto
@@ -101,6 +103,15 @@ def test_produce_stops_above_the_floor_reads_continue_and_produce_resumes(small_
             assert written >= 8, f"only {written} batches fit before the guard tripped"
             assert free_bytes(small_disk) >= FLOOR_BYTES - 4 * MIB, free_bytes(small_disk)
             assert kproto.produce(conn, "data", 0, batch(b"d")).error_code == KAFKA_STORAGE_ERROR
+            # The broker's own records still fit: a consumer group commits its offset.
+            committer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "low-space",
+                                  "enable.auto.commit": False})
+            try:
+                committer.commit(offsets=[TopicPartition("data", 0, 1)], asynchronous=False)
+                committed = committer.committed([TopicPartition("data", 0)], timeout=30)
+                assert committed[0].offset == 1, committed
+            finally:
+                committer.close()
             # Reads continue: every acknowledged filler batch is there.
             for offset in (0, written // 2, written - 1):
                 body = kproto.encode_fetch_request(4, "filler", 0, offset, max_wait_ms=0, max_bytes=MIB)

@@ -63,7 +63,16 @@ pub fn topic_config_entries(config: &BrokerConfig, topic: &TopicMetadata) -> Vec
 fn broker_config_entries(config: &BrokerConfig, cluster_default: bool) -> Vec<ConfigEntry> {
     config
         .values()
-        .filter(|(_, _, source)| !cluster_default || *source == ConfigSource::DynamicDefaultBroker)
+        .filter_map(|(name, value, source)| {
+            if !cluster_default {
+                return Some((name, value, source));
+            }
+            // Resource "" shows the every-broker layer itself, even where this node
+            // overrides it.
+            config
+                .cluster_dynamic_value(name)
+                .map(|value| (name, value, ConfigSource::DynamicDefaultBroker))
+        })
         .map(|(name, value, source)| ConfigEntry {
             name: name.to_string(),
             value: value.to_string(),

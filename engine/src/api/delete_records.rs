@@ -95,7 +95,7 @@ async fn delete_on_owner(
             let Some(partition) = owner_shard.partition(&topic, index) else {
                 return Err(ResponseError::UnknownTopicOrPartition.code());
             };
-            let now_ms = crate::group::driver::now_ms() as i64;
+            let now_ms = weir_storage::now_ms();
             let (low_watermark, retired) = partition
                 .delete_records(offset, now_ms)
                 .await

@@ -584,13 +584,23 @@ impl BrokerConfig {
             .map(|(key, (value, source))| (key.as_str(), value.as_str(), *source))
     }
 
+    /// Kafka's default for broker key `key`, if it has one.
+    pub fn default_value(key: &str) -> Option<&'static str> {
+        KNOWN_KEYS
+            .iter()
+            .find(|(known, _)| *known == key)
+            .and_then(|(_, default)| *default)
+    }
+
+    /// The value set for every broker at runtime (resource `""`), if any.
+    pub fn cluster_dynamic_value(&self, key: &str) -> Option<&str> {
+        self.dynamic_cluster.get(key).map(String::as_str)
+    }
+
     /// Every layer that gives broker key `key` a value, most specific first: this node's
     /// dynamic value, the cluster-wide dynamic value, the static value, Kafka's default.
     pub fn layers(&self, key: &str) -> Vec<(String, ConfigSource)> {
-        let default = KNOWN_KEYS
-            .iter()
-            .find(|(known, _)| *known == key)
-            .and_then(|(_, default)| *default);
+        let default = Self::default_value(key);
         [
             (
                 self.dynamic_node.get(key).cloned(),

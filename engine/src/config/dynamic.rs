@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
 
+use super::BrokerConfig;
 use super::topic as topic_config;
-use super::{BrokerConfig, ConfigSource};
 
 /// Kafka's resource type codes.
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -232,16 +232,14 @@ pub fn validate_broker_configs(
 }
 
 /// The value APPEND/SUBTRACT start from for an unset list key.
-pub fn list_default(static_config: &BrokerConfig, name: &str) -> String {
+pub fn list_default(name: &str) -> String {
     match name {
         "cleanup.policy" => topic_config::find(name)
             .map(|key| key.default.to_string())
             .unwrap_or_default(),
-        _ => static_config
-            .value(name)
-            .filter(|(_, source)| *source == ConfigSource::Default)
-            .map(|(value, _)| value.to_string())
-            .unwrap_or_default(),
+        _ => BrokerConfig::default_value(name)
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 

@@ -14,11 +14,16 @@ use glommio::net::TcpStream;
 use tracing::{debug, info};
 use weir_net::FrameReader;
 
-use crate::api;
+use crate::api::{self, Response};
+use crate::send_file;
 use crate::shard::Shard;
 
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    if let Err(error) = send_file::prepare_socket(&stream) {
+        info!(shard = shard.id, %peer, %error, "closing connection: cannot make the socket non-blocking");
+        return;
+    }
     let mut reader = FrameReader::new(shard.config.socket_request_max_bytes);
     debug!(shard = shard.id, %peer, "connection opened");
     loop {
@@ -44,7 +49,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
         };
         match api::dispatch(&shard, frame, peer).await {
             Ok(Some(response)) => {
-                if let Err(error) = stream.write_all(&response).await {
+                let written = match &response {
+                    Response::Frame(bytes) => stream.write_all(bytes).await,
+                    Response::Parts(parts) => send_file::write_parts(&mut stream, parts).await,
+                };
+                if let Err(error) = written {
                     debug!(shard = shard.id, %peer, %error, "connection lost while answering");
                     break;
                 }

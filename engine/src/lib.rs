@@ -30,5 +30,6 @@ pub mod partition;
 pub mod producer_ids;
 pub mod retention;
 pub mod routing;
+pub mod send_file;
 pub mod server;
 pub mod shard;

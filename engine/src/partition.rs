@@ -16,7 +16,7 @@ use weir_storage::cleaner::{CleanedSegment, CleaningPlan};
 use weir_storage::producer_state::ProducerEntry;
 use weir_storage::{
     AppendInfo, DeletedFiles, DeletedSegment, LogConfig, PartitionLog, ReadResult, RemovedSegments,
-    StorageError,
+    SliceResult, StorageError,
 };
 
 use crate::disk_space::DirSpace;
@@ -171,6 +171,18 @@ impl Partition {
     ) -> Result<ReadResult, StorageError> {
         let log = self.log.read().await.map_err(|_| self.closed_error())?;
         log.read(offset, max_bytes, min_one_batch, self.high_watermark())
+            .await
+    }
+
+    /// The batches `read` returns, as a region of a segment file (zero-copy Fetch).
+    pub async fn read_slice(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<SliceResult, StorageError> {
+        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        log.read_slice(offset, max_bytes, min_one_batch, self.high_watermark())
             .await
     }
 

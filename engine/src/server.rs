@@ -398,6 +398,13 @@ async fn shutdown(shard: &Rc<Shard>) {
             // when a coordinator unloads its groups.
             target.groups.table.unload_all(&target).await;
             let _ = target.connections.close().await;
+            let (zero_copy_bytes, copied_bytes) = crate::send_file::region_bytes_sent();
+            info!(
+                shard = target.id,
+                zero_copy_bytes,
+                copied_bytes,
+                "fetch record bytes sent: with sendfile, copied at a full socket"
+            );
         })
         .await;
     info!("flushing partitions");

@@ -19,6 +19,7 @@
 pub mod client;
 pub mod codec;
 pub mod frame;
+pub mod zero_copy;
 
 pub use codec::{
     RequestPeek, decode_request, encode_response, encode_response_with_header_version, peek_header,

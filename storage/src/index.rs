@@ -166,6 +166,17 @@ impl OffsetIndex {
         }
     }
 
+    /// Positions of the indexed batches starting strictly between `low` and `high`, in order.
+    pub fn positions_between(&self, low: u32, high: u32) -> impl Iterator<Item = u32> + '_ {
+        let first = self
+            .entries
+            .partition_point(|&(_, position)| position <= low);
+        self.entries[first..]
+            .iter()
+            .map(|&(_, position)| position)
+            .take_while(move |&position| position < high)
+    }
+
     /// Greatest entry with position ≤ `position`, used to resume scanning.
     pub fn lookup_position(&self, position: u32) -> u32 {
         let count = self

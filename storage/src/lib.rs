@@ -59,8 +59,8 @@ mod segment;
 pub use error::StorageError;
 pub use log::now_ms;
 pub use log::{
-    AppendInfo, CleaningOutcome, DeletedFiles, DeletedSegment, DeletionReason, LogConfig,
-    PartitionLog, ReadResult, RecoveryReport, RemovedSegments, TruncationNote,
+    AppendInfo, CleaningOutcome, DeletedFiles, DeletedSegment, DeletionReason, LogConfig, LogSlice,
+    PartitionLog, ReadResult, RecoveryReport, RemovedSegments, SliceResult, TruncationNote,
 };
 
 /// Kafka's segment file name: the base offset zero-padded to 20 digits plus `.ext`

@@ -761,6 +761,8 @@ pub use retention::{
 
 mod cleaning;
 pub use cleaning::CleaningOutcome;
+mod slice;
+pub use slice::{LogSlice, SliceResult};
 
 #[cfg(test)]
 #[path = "log_tests.rs"]

@@ -805,3 +805,80 @@ fn max_timestamp_of_log_append_time_batches_is_the_first_batch_base_offset() {
         log.close().await.expect("close");
     });
 }
+
+/// The zero-copy read path must serve exactly what the copying one does: for every
+/// offset, several limits, with and without min_one_batch, and several upper bounds,
+/// over batches of varied sizes in several segments with index entries.
+#[test]
+fn read_slice_serves_exactly_the_batches_read_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let config = LogConfig {
+            segment_bytes: 4000,
+            index_interval_bytes: 250,
+            ..LogConfig::default()
+        };
+        let (mut log, _) = open(dir.path(), config, false).await;
+        for index in 0..60usize {
+            let count = 1 + index % 4;
+            let records = encode_batch(0, &records(count, 10, 20 + (index * 37) % 300));
+            log.append(Bytes::from(records), 0, 0)
+                .await
+                .expect("append");
+        }
+        assert!(log.segments.len() > 3, "several segments");
+        let end = log.log_end_offset();
+        let mut compared = 0;
+        for offset in 0..end {
+            for max_bytes in [1usize, 100, 333, 700, 1500, 5000, 1 << 20] {
+                for min_one_batch in [false, true] {
+                    for upper_bound in [end, end - 3, offset + 2] {
+                        let copied = log
+                            .read(offset, max_bytes, min_one_batch, upper_bound)
+                            .await;
+                        let sliced = log
+                            .read_slice(offset, max_bytes, min_one_batch, upper_bound)
+                            .await;
+                        let (copied, sliced) = (copied.expect("read"), sliced.expect("slice"));
+                        let bytes = sliced
+                            .slice
+                            .as_ref()
+                            .map(|slice| slice.read_bytes().expect("pread"))
+                            .unwrap_or_default();
+                        assert_eq!(
+                            bytes,
+                            copied.data.to_vec(),
+                            "offset {offset} max {max_bytes} min_one {min_one_batch} upper {upper_bound}"
+                        );
+                        if let Some(slice) = &sliced.slice {
+                            // Every listed batch end is a real batch boundary.
+                            let boundaries: Vec<usize> = batch::iterate_batches(&bytes)
+                                .map(|(at, header)| at + header.size_bytes() as usize)
+                                .collect();
+                            for end in &slice.batch_ends {
+                                assert!(boundaries.contains(&(*end as usize)), "{end}");
+                            }
+                            assert_eq!(slice.batch_ends[0] as usize, boundaries[0]);
+                            assert_eq!(*slice.batch_ends.last().unwrap() as usize, slice.length);
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(compared > 1000, "{compared} non-empty slices compared");
+        // Cutting a slice keeps whole batches, and the first batch when asked.
+        let mut slice = log
+            .read_slice(0, 1 << 20, true, end)
+            .await
+            .expect("slice")
+            .slice
+            .expect("data");
+        let first = slice.batch_ends[0] as usize;
+        slice.truncate_to(first - 1, true);
+        assert_eq!(slice.length, first);
+        slice.truncate_to(first - 1, false);
+        assert_eq!(slice.length, 0);
+        log.close().await.expect("close");
+    });
+}

@@ -12,6 +12,7 @@
 //! shard never see a half-written batch. Indexes may lag the log after a crash; recovery
 //! rebuilds them.
 
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use glommio::io::{BufferedFile, OpenOptions};
@@ -245,6 +246,17 @@ impl Segment {
             self.state.time_index.maybe_append(timestamp, offset, true);
         }
         self.write_pending_index_entries().await
+    }
+
+    /// A descriptor of its own for the `.log` (a `dup`), for sending file regions with
+    /// `sendfile` from any shard: it stays valid, and keeps the bytes readable, after the
+    /// segment is closed, deleted by retention or replaced by the cleaner.
+    pub fn log_descriptor(&self) -> Result<OwnedFd, StorageError> {
+        // SAFETY: the BufferedFile owns an open descriptor for as long as `self` lives.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(self.log.as_raw_fd()) };
+        borrowed
+            .try_clone_to_owned()
+            .map_err(|error| StorageError::io("dup", &self.paths.log, error))
     }
 
     /// Reads exactly `length` bytes at `position` of the `.log`.

@@ -5,6 +5,12 @@
 //! always at least one batch of the first non-empty partition (KIP-74), so consumers
 //! progress past batches larger than their limits. When fewer than `min_bytes` are
 //! available, the request parks until an owner appends or `max_wait_ms` passes.
+//!
+//! Zero copy (`weir.fetch.zero.copy`, on by default): owners answer with file regions
+//! (`LogSlice`: a dup'ed segment descriptor, position, length) instead of bytes, the
+//! response is encoded with placeholders where the records go
+//! (`weir_net::zero_copy`), and the connection sends the regions with `sendfile`
+//! (`crate::send_file`). With it off, owners read the bytes into the response.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -15,6 +21,8 @@ use futures::future::{Either, LocalBoxFuture, select, select_all};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use weir_net::zero_copy::{RegionLength, placeholder};
+use weir_storage::LogSlice;
 use weir_storage::batch::iterate_batches;
 
 use crate::errors::storage_error_code;
@@ -24,11 +32,65 @@ use crate::shard::Shard;
 /// its cross-shard registrations live.
 pub const FETCH_WAIT_MS_MAX: i32 = 30_000;
 
+/// One partition's records, as the owner shard answers them.
+#[derive(Debug, Clone, Default)]
+enum Records {
+    #[default]
+    Empty,
+    /// Read into memory (zero copy off).
+    Bytes(Bytes),
+    /// A region of a segment file, sent with `sendfile`.
+    Slice(LogSlice),
+}
+
+impl Records {
+    fn len(&self) -> usize {
+        match self {
+            Records::Empty => 0,
+            Records::Bytes(bytes) => bytes.len(),
+            Records::Slice(slice) => slice.length,
+        }
+    }
+
+    /// Keeps whole batches within `limit` bytes (the first batch always with
+    /// `at_least_one_batch`).
+    fn truncate_to(&mut self, limit: usize, at_least_one_batch: bool) {
+        match self {
+            Records::Empty => {}
+            Records::Bytes(bytes) => {
+                let mut keep = 0usize;
+                for (position, header) in iterate_batches(bytes) {
+                    let end = position + header.size_bytes() as usize;
+                    if end > limit && !(at_least_one_batch && keep == 0) {
+                        break;
+                    }
+                    keep = end;
+                }
+                *bytes = bytes.slice(..keep);
+            }
+            Records::Slice(slice) => slice.truncate_to(limit, at_least_one_batch),
+        }
+        if self.len() == 0 {
+            *self = Records::Empty;
+        }
+    }
+}
+
+/// A file region of a Fetch response frame (see `weir_net::zero_copy`).
+#[derive(Debug)]
+pub struct FetchRegion(pub LogSlice);
+
+impl RegionLength for FetchRegion {
+    fn region_length(&self) -> usize {
+        self.0.length
+    }
+}
+
 /// One partition's read, as the owner shard answers it.
 #[derive(Debug, Clone, Default)]
 struct PartitionRead {
     error_code: i16,
-    data: Bytes,
+    records: Records,
     high_watermark: i64,
     log_start_offset: i64,
 }
@@ -43,7 +105,13 @@ struct Wanted {
     missing: Option<i16>,
 }
 
-pub async fn handle(shard: &Rc<Shard>, version: i16, request: FetchRequest) -> FetchResponse {
+/// Answers a Fetch: the response, and the file regions its placeholders stand for, in
+/// encoding order (empty when every record byte is in the response itself).
+pub async fn handle(
+    shard: &Rc<Shard>,
+    version: i16,
+    request: FetchRequest,
+) -> (FetchResponse, Vec<FetchRegion>) {
     let started = Instant::now();
     let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -82,7 +150,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: FetchRequest) -> F
     }
     let reads = loop {
         let reads = read_all(shard, &wanted, max_bytes).await;
-        let available: usize = reads.iter().map(|read| read.data.len()).sum();
+        let available: usize = reads.iter().map(|read| read.records.len()).sum();
         let any_error = reads.iter().any(|read| read.error_code != 0);
         let elapsed = started.elapsed();
         // After the wait ends (append or deadline) the loop reads once more, so data
@@ -110,10 +178,31 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: FetchRequest) -> F
             }
         })
         .collect();
+    let mut regions = Vec::new();
     for (want, read) in wanted.iter().zip(reads) {
+        let mut error_code = read.error_code;
+        let records = match read.records {
+            Records::Empty => Bytes::new(),
+            Records::Bytes(bytes) => bytes,
+            Records::Slice(slice) => match placeholder(slice.length) {
+                Some(placeholder) => {
+                    regions.push(FetchRegion(slice));
+                    placeholder
+                }
+                // Larger than a placeholder can stand for: copy it.
+                None => match slice.read_bytes() {
+                    Ok(bytes) => Bytes::from(bytes),
+                    Err(error) => {
+                        tracing::warn!(topic = want.topic, partition = want.partition, %error, "fetch read failed");
+                        error_code = ResponseError::KafkaStorageError.code();
+                        Bytes::new()
+                    }
+                },
+            },
+        };
         let mut data = PartitionData::default()
             .with_partition_index(want.partition)
-            .with_error_code(read.error_code)
+            .with_error_code(error_code)
             .with_high_watermark(read.high_watermark)
             .with_last_stable_offset(read.high_watermark)
             .with_log_start_offset(if version >= 5 {
@@ -122,16 +211,17 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: FetchRequest) -> F
                 -1
             })
             .with_aborted_transactions(None)
-            .with_records(Some(read.data));
+            .with_records(Some(records));
         if version >= 11 {
             data = data.with_preferred_read_replica(BrokerId(-1));
         }
         responses[want.topic_index].partitions.push(data);
     }
-    FetchResponse::default()
+    let response = FetchResponse::default()
         .with_error_code(0)
         .with_session_id(0)
-        .with_responses(responses)
+        .with_responses(responses);
+    (response, regions)
 }
 
 async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionRead> {
@@ -197,10 +287,21 @@ async fn read_local(
             ..PartitionRead::default()
         };
     }
-    match partition.read(offset, limit, true).await {
-        Ok(read) => PartitionRead {
+    let records = if shard.config.fetch_zero_copy {
+        partition
+            .read_slice(offset, limit, true)
+            .await
+            .map(|read| read.slice.map_or(Records::Empty, Records::Slice))
+    } else {
+        partition
+            .read(offset, limit, true)
+            .await
+            .map(|read| Records::Bytes(read.data))
+    };
+    match records {
+        Ok(records) => PartitionRead {
             error_code: 0,
-            data: read.data,
+            records,
             high_watermark,
             log_start_offset,
         },
@@ -254,20 +355,12 @@ fn apply_response_limit(mut reads: Vec<PartitionRead>, max_bytes: usize) -> Vec<
     let mut remaining = max_bytes;
     let mut first_non_empty = true;
     for read in reads.iter_mut() {
-        if read.data.is_empty() {
+        if read.records.len() == 0 {
             continue;
         }
-        let mut keep = 0usize;
-        for (position, header) in iterate_batches(&read.data) {
-            let end = position + header.size_bytes() as usize;
-            if end > remaining && !(first_non_empty && keep == 0) {
-                break;
-            }
-            keep = end;
-        }
+        read.records.truncate_to(remaining, first_non_empty);
         first_non_empty = false;
-        read.data = read.data.slice(..keep);
-        remaining = remaining.saturating_sub(keep);
+        remaining = remaining.saturating_sub(read.records.len());
     }
     reads
 }
@@ -292,36 +385,36 @@ mod tests {
         let small: Vec<u8> = [batch(0, 10), batch(1, 10)].concat();
         let reads = vec![
             PartitionRead {
-                data: Bytes::new(),
+                records: Records::Empty,
                 ..Default::default()
             },
             PartitionRead {
-                data: Bytes::from(big.clone()),
+                records: Records::Bytes(Bytes::from(big.clone())),
                 ..Default::default()
             },
             PartitionRead {
-                data: Bytes::from(small.clone()),
+                records: Records::Bytes(Bytes::from(small.clone())),
                 ..Default::default()
             },
         ];
         let limited = apply_response_limit(reads, 100);
         assert_eq!(
-            limited[1].data.len(),
+            limited[1].records.len(),
             big.len(),
             "first non-empty partition keeps one batch over the limit"
         );
         assert_eq!(
-            limited[2].data.len(),
+            limited[2].records.len(),
             0,
             "nothing left for later partitions"
         );
         let reads = vec![PartitionRead {
-            data: Bytes::from(small.clone()),
+            records: Records::Bytes(Bytes::from(small.clone())),
             ..Default::default()
         }];
         let limited = apply_response_limit(reads, small.len() - 1);
         assert_eq!(
-            limited[0].data.len(),
+            limited[0].records.len(),
             small.len() / 2,
             "only whole batches are kept"
         );

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use tracing::{debug, warn};
+use weir_net::zero_copy::{FramePart, encode_response_parts};
 use weir_net::{FrameError, decode_request, encode_response, peek_header};
 
 use crate::shard::Shard;
@@ -124,13 +125,23 @@ pub fn supported(key: ApiKey) -> Option<&'static ApiSupport> {
     SUPPORTED_APIS.iter().find(|entry| entry.key == key)
 }
 
+pub use fetch::FetchRegion;
+
+/// A response frame to send: encoded bytes, or (Fetch with zero copy) bytes and file
+/// regions in wire order.
+#[derive(Debug)]
+pub enum Response {
+    Frame(Bytes),
+    Parts(Vec<FramePart<FetchRegion>>),
+}
+
 /// Handles one request frame. `Ok(None)`: no response (acks=0 produce).
 /// `Err`: the connection must be closed (broken frame, unknown API or version).
 pub async fn dispatch(
     shard: &Rc<Shard>,
     frame: Bytes,
     peer: SocketAddr,
-) -> Result<Option<Bytes>, FrameError> {
+) -> Result<Option<Response>, FrameError> {
     let peek = peek_header(&frame)?;
     let key = ApiKey::try_from(peek.api_key).map_err(|_| FrameError::UnknownApiKey {
         api_key: peek.api_key,
@@ -150,16 +161,17 @@ pub async fn dispatch(
     if key == ApiKey::ApiVersions && !(support.min_version..=support.max_version).contains(&version)
     {
         // KIP-511: answer an unknown ApiVersions version in v0 with the error and the list.
-        return Ok(Some(api_versions::unsupported_version_response(
-            correlation_id,
-        )?));
+        return Ok(Some(Response::Frame(
+            api_versions::unsupported_version_response(correlation_id)?,
+        )));
     }
     if (support.min_version..support.accepted_min_version).contains(&version) {
-        return match key {
+        let refusal = match key {
             ApiKey::Produce => legacy::refuse_produce(frame, version, correlation_id),
             ApiKey::Fetch => legacy::refuse_fetch(frame, version, correlation_id),
             other => unreachable!("{other:?} has no legacy versions in SUPPORTED_APIS"),
         };
+        return refusal.map(|response| response.map(Response::Frame));
     }
     if !(support.min_version..=support.max_version).contains(&version) {
         return Err(FrameError::Decode {
@@ -211,7 +223,26 @@ pub async fn dispatch(
             api_versions::handle
         ),
         ApiKey::Metadata => serve!(MetadataRequest, MetadataResponse, metadata::handle),
-        ApiKey::Fetch => serve!(FetchRequest, FetchResponse, fetch::handle),
+        ApiKey::Fetch => {
+            let (_header, request) =
+                decode_request::<FetchRequest>(frame, key, version, "FetchRequest")?;
+            let (response, regions) = fetch::handle(shard, version, request).await;
+            if regions.is_empty() {
+                return Ok(Some(respond(
+                    correlation_id,
+                    version,
+                    &response,
+                    "FetchResponse",
+                )?));
+            }
+            Ok(Some(Response::Parts(encode_response_parts(
+                correlation_id,
+                version,
+                &response,
+                regions,
+                "FetchResponse",
+            )?)))
+        }
         ApiKey::JoinGroup => serve!(
             JoinGroupRequest,
             JoinGroupResponse,
@@ -357,8 +388,8 @@ fn respond<R: Encodable + HeaderVersion>(
     version: i16,
     body: &R,
     what: &'static str,
-) -> Result<Bytes, FrameError> {
-    encode_response(correlation_id, version, body, what)
+) -> Result<Response, FrameError> {
+    encode_response(correlation_id, version, body, what).map(Response::Frame)
 }
 
 /// Decodes a message body only (used by tests and the refusal path).

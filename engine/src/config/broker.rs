@@ -98,6 +98,7 @@ const KNOWN_KEYS: &[(&str, Option<&str>)] = &[
     ),
     ("log.cleaner.dedupe.buffer.size", Some("134217728")),
     ("weir.log.dir.min.free.bytes", Some("536870912")),
+    ("weir.fetch.zero.copy", Some("true")),
     ("log.segment.delete.delay.ms", Some("60000")),
     ("min.insync.replicas", Some("1")),
     ("compression.type", Some("producer")),
@@ -196,6 +197,9 @@ pub struct BrokerConfig {
     pub num_partitions: i32,
     pub default_replication_factor: i16,
     pub auto_create_topics_enable: bool,
+    /// weir.fetch.zero.copy: Fetch sends record bytes from the segment files with
+    /// `sendfile` (true) or reads them into the response first (false, for comparison).
+    pub fetch_zero_copy: bool,
     pub socket_request_max_bytes: usize,
     pub checkpoint_interval_ms: u64,
     /// Log settings every topic starts from (topic configs override them).
@@ -529,6 +533,10 @@ impl BrokerConfig {
             num_partitions,
             default_replication_factor,
             auto_create_topics_enable: auto_create,
+            fetch_zero_copy: parse_bool(
+                "weir.fetch.zero.copy",
+                get("weir.fetch.zero.copy").expect("default"),
+            )?,
             socket_request_max_bytes: socket_request_max_bytes.min(i32::MAX as i64) as usize,
             checkpoint_interval_ms: number_i64("log.flush.offset.checkpoint.interval.ms")?.max(100)
                 as u64,

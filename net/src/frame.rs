@@ -54,6 +54,11 @@ pub enum FrameError {
 pub struct FrameReader {
     buffer: BytesMut,
     frame_bytes_max: usize,
+    /// How many bytes of spare capacity past `buffer.len()` are initialized (zeroed once,
+    /// or left by an earlier short read): reads hand out initialized memory without
+    /// zeroing the whole spare capacity before every read, which is quadratic in the
+    /// frame size when a large frame arrives in many reads.
+    spare_initialized: usize,
 }
 
 impl FrameReader {
@@ -62,6 +67,7 @@ impl FrameReader {
         FrameReader {
             buffer: BytesMut::with_capacity(READ_CHUNK_BYTES),
             frame_bytes_max,
+            spare_initialized: 0,
         }
     }
 
@@ -83,12 +89,20 @@ impl FrameReader {
         }
         if self.buffer.len() < FRAME_SIZE_PREFIX_BYTES + size {
             // Make room for the rest of this frame in one reservation.
-            self.buffer
-                .reserve(FRAME_SIZE_PREFIX_BYTES + size - self.buffer.len());
+            self.reserve(FRAME_SIZE_PREFIX_BYTES + size - self.buffer.len());
             return Ok(None);
         }
         self.buffer.advance(FRAME_SIZE_PREFIX_BYTES);
         Ok(Some(self.buffer.split_to(size).freeze()))
+    }
+
+    /// `BytesMut::reserve`, forgetting what was initialized when the storage moved.
+    fn reserve(&mut self, additional: usize) {
+        let (before, capacity) = (self.buffer.as_ptr(), self.buffer.capacity());
+        self.buffer.reserve(additional);
+        if self.buffer.as_ptr() != before || self.buffer.capacity() != capacity {
+            self.spare_initialized = 0;
+        }
     }
 
     /// Reads the next frame. `Ok(None)` is a clean end of stream between frames.
@@ -102,16 +116,26 @@ impl FrameReader {
             }
             let start = self.buffer.len();
             let want = READ_CHUNK_BYTES.max(self.buffer.capacity() - start);
-            self.buffer.resize(start + want, 0);
+            self.reserve(want);
+            if self.spare_initialized < want {
+                let spare = &mut self.buffer.spare_capacity_mut()[self.spare_initialized..want];
+                // SAFETY: zeroing memory inside the spare capacity; u8 has no invalid values.
+                unsafe { std::ptr::write_bytes(spare.as_mut_ptr(), 0, spare.len()) };
+                self.spare_initialized = want;
+            }
+            // SAFETY: the first `spare_initialized` ≥ `want` spare bytes are initialized.
+            unsafe { self.buffer.set_len(start + want) };
             let read = reader.read(&mut self.buffer[start..]).await;
             let read = match read {
-                Ok(read) => read,
+                Ok(read) => read.min(want),
                 Err(source) => {
                     self.buffer.truncate(start);
                     return Err(FrameError::Io { source });
                 }
             };
             self.buffer.truncate(start + read);
+            // Truncation leaves the bytes after the new length as they were: initialized.
+            self.spare_initialized = want - read;
             if read == 0 {
                 if self.buffer.is_empty() {
                     return Ok(None);
@@ -164,6 +188,54 @@ mod tests {
             );
             assert!(reader.next_frame(&mut input).await.unwrap().is_none());
         });
+    }
+
+    /// Hands out at most `step` bytes per read, as a socket does under load.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl futures::io::AsyncRead for Trickle<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            out: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let count = self.step.min(out.len()).min(self.bytes.len());
+            out[..count].copy_from_slice(&self.bytes[..count]);
+            self.bytes = &self.bytes[count..];
+            std::task::Poll::Ready(Ok(count))
+        }
+    }
+
+    #[test]
+    fn reader_reassembles_frames_from_short_reads_of_any_size() {
+        let bodies: Vec<Vec<u8>> = (0..40usize)
+            .map(|index| {
+                let length = if index % 7 == 3 {
+                    300_000 + index
+                } else {
+                    index * 13
+                };
+                (0..length).map(|at| (at * 31 + index) as u8).collect()
+            })
+            .collect();
+        let stream: Vec<u8> = bodies.iter().flat_map(|body| framed(body)).collect();
+        for step in [7usize, 4096, 65_536, 1 << 20] {
+            let mut reader = FrameReader::new(1 << 20);
+            let mut input = Trickle {
+                bytes: &stream,
+                step,
+            };
+            block_on(async {
+                for body in &bodies {
+                    let frame = reader.next_frame(&mut input).await.unwrap().unwrap();
+                    assert_eq!(&frame[..], &body[..], "step {step}");
+                }
+                assert!(reader.next_frame(&mut input).await.unwrap().is_none());
+            });
+        }
     }
 
     #[test]

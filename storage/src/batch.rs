@@ -436,6 +436,7 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline(always)]
     fn take(&mut self, count: usize) -> Result<&'a [u8], String> {
         let end = self
             .at
@@ -453,7 +454,20 @@ impl<'a> Cursor<'a> {
         Ok(slice)
     }
 
+    #[inline(always)]
     fn unsigned_varint(&mut self, max_bytes: usize) -> Result<u64, String> {
+        // Most record fields (lengths below 64, deltas below 64) fit one byte.
+        if let Some(&byte) = self.bytes.get(self.at)
+            && byte & 0x80 == 0
+        {
+            self.at += 1;
+            return Ok(u64::from(byte));
+        }
+        self.unsigned_varint_long(max_bytes)
+    }
+
+    #[inline(never)]
+    fn unsigned_varint_long(&mut self, max_bytes: usize) -> Result<u64, String> {
         let mut value = 0u64;
         for index in 0..max_bytes {
             let byte = *self.bytes.get(self.at).ok_or("varint runs past the end")?;
@@ -466,17 +480,20 @@ impl<'a> Cursor<'a> {
         Err(format!("varint longer than {max_bytes} bytes"))
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<i32, String> {
         let raw = self.unsigned_varint(5)?;
         let raw = u32::try_from(raw).map_err(|_| "varint overflows 32 bits".to_string())?;
         Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
     }
 
+    #[inline(always)]
     fn varlong(&mut self) -> Result<i64, String> {
         let raw = self.unsigned_varint(10)?;
         Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
     }
 
+    #[inline(always)]
     fn nullable_bytes(&mut self) -> Result<Option<&'a [u8]>, String> {
         let length = self.varint()?;
         match length {

@@ -52,6 +52,9 @@ enum Command {
     DumpLog(cli::dump_log::Args),
     /// Check this machine's settings for running a broker, with the fix for each.
     Tune(cli::tune::Args),
+    /// Load tools: producer, consumer and end-to-end latency benchmarks
+    /// (kafka-*-perf-test.sh) and the LinkedIn benchmark.
+    Perf(cli::perf::Args),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Configs(args) => cli::configs::run(args),
         Command::DumpLog(args) => cli::dump_log::run(args),
         Command::Tune(args) => cli::tune::run(args),
+        Command::Perf(args) => cli::perf::run(args),
         Command::Broker {
             config,
             overrides,

@@ -565,7 +565,7 @@ pub fn set_producer(batch: &mut [u8], producer_id: i64, epoch: i16, base_sequenc
 mod compression;
 mod encode;
 mod max_timestamp;
-pub(crate) use compression::compress;
+pub use compression::compress;
 pub use compression::{Compression, DECOMPRESSED_RECORDS_BYTES_MAX, decompress_records};
 pub use encode::{
     ProducerRecord, RecordHeader, SimpleRecord, encode_batch, encode_compressed_batch,

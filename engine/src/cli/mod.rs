@@ -21,6 +21,7 @@ pub mod fetched_records;
 pub mod groups;
 pub mod line_reader;
 pub mod partitioner;
+pub mod perf;
 pub mod produce;
 pub mod producer;
 pub mod producer_config;

@@ -201,7 +201,7 @@ fn snappy_block_decompress(
 
 /// Compresses a records section the way Kafka's Java producer does. Compressing into
 /// memory cannot fail, so this panics only on a broken codec library.
-pub(crate) fn compress(compression: Compression, records: &[u8]) -> Vec<u8> {
+pub fn compress(compression: Compression, records: &[u8]) -> Vec<u8> {
     match compression {
         Compression::None => records.to_vec(),
         Compression::Gzip => {

@@ -1,0 +1,644 @@
+//! `weir perf linkedin`: LinkedIn's 2014 "2 million writes per second" matrix, scaled
+//! to this machine, against a `weir broker` this command starts (its own data dir and
+//! port), printed beside LinkedIn's published numbers, with results.json and SVG plots.
+//!
+//! Every scenario records the broker's CPU-seconds (utime + stime of the broker
+//! process from /proc, io_uring workers included) per GB of payload. A baseline from
+//! the same run puts that in proportion: the CPU this machine spends writing the same
+//! bytes into the page cache with plain 1 MiB `write`s — the floor for any broker that
+//! stores through the page cache. Replicated scenarios need a 3-node cluster (the
+//! cluster issue) and are reported as skipped, never faked.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use serde_json::{Value, json};
+use weir_net::client::{Connection, KafkaClient};
+
+use crate::perf::consume::{ConsumerPerfConfig, list_offsets, run_consumer};
+use crate::perf::e2e::{E2eConfig, run_e2e};
+use crate::perf::produce::{ProducerPerfConfig, random_payload, run_producer};
+use crate::perf::props::Props;
+use crate::perf::{PerfError, REQUEST_TIMEOUT};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Directory for results.json, the SVG plots and the broker's data (removed after).
+    #[arg(long, default_value = "bench/results/linkedin")]
+    pub out: PathBuf,
+    /// Records of 100 B per producer scenario (LinkedIn: 50,000,000).
+    #[arg(long, default_value_t = 5_000_000)]
+    pub records: u64,
+    /// Records for the one-at-a-time end-to-end latency test.
+    #[arg(long, default_value_t = 5_000)]
+    pub latency_records: u64,
+    /// The weir binary to start (default: this one).
+    #[arg(long)]
+    pub bin: Option<PathBuf>,
+    /// Shards for the broker (default: one per core).
+    #[arg(long)]
+    pub shards: Option<usize>,
+}
+
+/// LinkedIn's published numbers (shared/REFERENCE.md): records/s and MiB/s.
+const LINKEDIN: &[(&str, &str, Option<f64>, Option<f64>)] = &[
+    (
+        "1",
+        "1 producer thread, no replication",
+        Some(821_557.0),
+        Some(78.3),
+    ),
+    (
+        "2",
+        "1 producer, 3x async replication",
+        Some(786_980.0),
+        Some(75.1),
+    ),
+    (
+        "3",
+        "1 producer, 3x sync replication",
+        Some(421_823.0),
+        Some(40.2),
+    ),
+    (
+        "4",
+        "3 producers, 3x async replication",
+        Some(2_024_032.0),
+        Some(193.0),
+    ),
+    ("5", "throughput vs stored data", None, None),
+    ("6", "1 consumer", Some(940_521.0), Some(89.7)),
+    ("7", "3 consumers", Some(2_615_968.0), Some(249.5)),
+    (
+        "8",
+        "1 producer + 1 consumer at once",
+        Some(795_064.0),
+        Some(75.8),
+    ),
+    ("9", "end-to-end latency (p50/p99/p99.9 ms)", None, None),
+    ("10", "message size 10 B ... 100 KB", None, None),
+];
+
+struct Broker {
+    child: Child,
+    address: String,
+    data: PathBuf,
+}
+
+impl Broker {
+    fn start(bin: &Path, data: &Path, shards: Option<usize>) -> Result<Broker, PerfError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|source| PerfError::Io {
+                address: "127.0.0.1:0".into(),
+                source,
+            })?
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let mut command = Command::new(bin);
+        command
+            .arg("broker")
+            .args(["--override", &format!("log.dirs={}", data.display())])
+            .args(["--override", &format!("listeners=PLAINTEXT://{address}")])
+            .args(["--override", "log.segment.bytes=536870912"])
+            .args(["--override", "num.partitions=6"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(shards) = shards {
+            command.args(["--shards", &shards.to_string()]);
+        }
+        let mut child = command.spawn().map_err(|source| PerfError::Io {
+            address: bin.display().to_string(),
+            source,
+        })?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("weir broker ready") => break,
+                Some(Ok(_)) => {}
+                _ => {
+                    let _ = child.kill();
+                    return Err(PerfError::Broker(
+                        "the broker exited before it was ready".into(),
+                    ));
+                }
+            }
+        }
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Broker {
+            child,
+            address,
+            data: data.to_path_buf(),
+        })
+    }
+
+    /// utime + stime of the broker process, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        let ticks = |index: usize| {
+            fields
+                .get(index)
+                .and_then(|field| field.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // SAFETY: sysconf has no memory effects.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        (ticks(11) + ticks(12)) / hz
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+fn create_topic(address: &str, topic: &str, partitions: i32) -> Result<(), PerfError> {
+    let mut client = KafkaClient::connect(address, "weir-perf-linkedin", REQUEST_TIMEOUT)?;
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1),
+        ]);
+    let (_, response) = client.any().call(&request)?;
+    for created in &response.topics {
+        if created.error_code != 0 {
+            return Err(PerfError::Broker(format!(
+                "CreateTopics {topic} failed: error {}",
+                created.error_code
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn producer_props(address: &str, acks: &str) -> Props {
+    let mut props = Props::default();
+    props.set("bootstrap.servers", address);
+    props.set("acks", acks);
+    props.set("batch.size", "262144");
+    props.set("linger.ms", "5");
+    props
+}
+
+fn produce(
+    address: &str,
+    topic: &str,
+    records: u64,
+    size: usize,
+    throughput: f64,
+) -> Result<crate::perf::produce::ProducerPerfResult, PerfError> {
+    run_producer(
+        &ProducerPerfConfig {
+            topic: topic.to_string(),
+            num_records: records,
+            payloads: vec![random_payload(size)],
+            throughput,
+            props: producer_props(address, "1"),
+            stamp_send_time: None,
+        },
+        &mut std::io::sink(),
+    )
+}
+
+fn consume(
+    address: &str,
+    topic: &str,
+    records: u64,
+    partitions: Option<Vec<i32>>,
+) -> Result<crate::perf::consume::ConsumerPerfResult, PerfError> {
+    let mut props = Props::default();
+    props.set("bootstrap.servers", address);
+    run_consumer(
+        &ConsumerPerfConfig {
+            topic: topic.to_string(),
+            num_records: records,
+            timeout: Duration::from_secs(10),
+            from_latest: false,
+            partitions,
+            props,
+            reporting_interval: None,
+        },
+        &mut std::io::sink(),
+    )
+}
+
+/// CPU-seconds per GB (10^9 bytes) of payload.
+fn per_gb(cpu_seconds: f64, bytes: u64) -> f64 {
+    cpu_seconds / (bytes as f64 / 1e9).max(1e-12)
+}
+
+/// This thread's CPU time (user + system), in seconds.
+fn thread_cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+    // SAFETY: zero-initialized and filled above.
+    let usage = unsafe { usage.assume_init() };
+    let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// CPU-seconds per GB this machine spends writing `bytes` into the page cache with
+/// 1 MiB `write`s to a file in `dir`: the floor under any page-cache broker's ingest.
+fn page_cache_write_baseline(dir: &Path, bytes: u64) -> Result<f64, PerfError> {
+    let path = dir.join("page-cache-baseline");
+    let io = |source| PerfError::Io {
+        address: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::File::create(&path).map_err(io)?;
+    let chunk = vec![b'x'; 1 << 20];
+    let before = thread_cpu_seconds();
+    let mut written = 0u64;
+    while written < bytes {
+        file.write_all(&chunk).map_err(io)?;
+        written += chunk.len() as u64;
+    }
+    let cpu = thread_cpu_seconds() - before;
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok(per_gb(cpu, written))
+}
+
+struct Row {
+    id: &'static str,
+    test: String,
+    linkedin: String,
+    weir: String,
+    ratio: String,
+    cpu_per_gb: String,
+}
+
+/// Runs the matrix; prints the table and writes `results.json` and plots to `out`.
+pub fn run(args: Args) -> Result<(), PerfError> {
+    let bin = match &args.bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe().map_err(|source| PerfError::Io {
+            address: "current executable".into(),
+            source,
+        })?,
+    };
+    std::fs::create_dir_all(&args.out).map_err(|source| PerfError::Io {
+        address: args.out.display().to_string(),
+        source,
+    })?;
+    let data = args.out.join(format!("data-{}", std::process::id()));
+    let broker = Broker::start(&bin, &data, args.shards)?;
+    let address = broker.address.clone();
+    let records = args.records.max(6);
+    let mut results = serde_json::Map::new();
+    let mut rows = Vec::new();
+    let linkedin = |id: &str| {
+        LINKEDIN
+            .iter()
+            .find(|row| row.0 == id)
+            .expect("known scenario")
+    };
+    let mut push = |id: &'static str, weir: String, ratio: String, cpu: String, json: Value| {
+        let (_, test, records_per_s, mib) = linkedin(id);
+        rows.push(Row {
+            id,
+            test: test.to_string(),
+            linkedin: match (records_per_s, mib) {
+                (Some(records), Some(mib)) => format!("{records:.0} rec/s ({mib} MiB/s)"),
+                _ => match id {
+                    "9" => "2 / 3 / 14".to_string(),
+                    "5" => "flat to ~1 TB".to_string(),
+                    _ => "MiB/s rises to the NIC limit".to_string(),
+                },
+            },
+            weir,
+            ratio,
+            cpu_per_gb: cpu,
+        });
+        results.insert(format!("{id}: {test}"), json);
+    };
+
+    let baseline = page_cache_write_baseline(&args.out, 1 << 30)?;
+    eprintln!("baseline: page-cache write {baseline:.3} CPU-s/GB");
+
+    // 1: one producer, no replication.
+    create_topic(&address, "linkedin-1", 6)?;
+    let cpu = broker.cpu_seconds();
+    let one = produce(&address, "linkedin-1", records, 100, -1.0)?;
+    let cpu = broker.cpu_seconds() - cpu;
+    let cpu_gb = per_gb(cpu, one.payload_bytes);
+    eprintln!("1: {}", one.summary_line());
+    push(
+        "1",
+        format!(
+            "{:.0} rec/s ({:.1} MiB/s)",
+            one.records_per_s, one.mib_per_s
+        ),
+        format!("{:.2}x", one.records_per_s / 821_557.0),
+        format!("{cpu_gb:.2} (page cache floor {baseline:.2})"),
+        json!({"result": one, "broker_cpu_s": cpu, "broker_cpu_s_per_gb": cpu_gb,
+               "page_cache_write_cpu_s_per_gb": baseline,
+               "producer_props": {"acks": "1", "batch.size": 262144, "linger.ms": 5}, "partitions": 6}),
+    );
+    for id in ["2", "3", "4"] {
+        push(
+            id,
+            "skipped".into(),
+            "-".into(),
+            "-".into(),
+            json!({"skipped": "needs a local 3-node cluster with replication (the cluster issue); not faked"}),
+        );
+    }
+
+    // 6 and 7: consumers, from the start of the log of test 1.
+    let cpu = broker.cpu_seconds();
+    let single = consume(&address, "linkedin-1", one.records, None)?;
+    let cpu = broker.cpu_seconds() - cpu;
+    let single_cpu_gb = per_gb(cpu, single.bytes);
+    eprintln!("6: {}", single.values_line());
+    let mut connection = Connection::connect(&address, "weir-perf-linkedin", REQUEST_TIMEOUT)?;
+    let ends = list_offsets(&mut connection, "linkedin-1", &[0, 1, 2, 3, 4, 5], -1)?;
+    let cpu_before = broker.cpu_seconds();
+    let started = Instant::now();
+    let threads: Vec<_> = [[0, 1], [2, 3], [4, 5]]
+        .into_iter()
+        .map(|pair| {
+            let address = address.clone();
+            let wanted: u64 = pair.iter().map(|partition| ends[partition] as u64).sum();
+            std::thread::spawn(move || consume(&address, "linkedin-1", wanted, Some(pair.to_vec())))
+        })
+        .collect();
+    let mut three = (0u64, 0u64);
+    for thread in threads {
+        let result = thread
+            .join()
+            .map_err(|_| PerfError::Broker("a consumer thread panicked".into()))??;
+        three.0 += result.records;
+        three.1 += result.bytes;
+    }
+    let three_seconds = started.elapsed().as_secs_f64();
+    let three_cpu_gb = per_gb(broker.cpu_seconds() - cpu_before, three.1);
+
+    // 5: throughput vs stored data, in five steps on a growing log.
+    create_topic(&address, "linkedin-5", 6)?;
+    let mut steps = Vec::new();
+    for step in 0..5 {
+        let result = produce(&address, "linkedin-5", records / 5, 100, -1.0)?;
+        steps.push(json!({"stored_records_before": step * (records / 5), "records_per_s": result.records_per_s}));
+    }
+    let rates: Vec<f64> = steps
+        .iter()
+        .map(|step| step["records_per_s"].as_f64().unwrap_or(0.0))
+        .collect();
+    push(
+        "5",
+        rates
+            .iter()
+            .map(|rate| format!("{:.0}", rate / 1000.0))
+            .collect::<Vec<_>>()
+            .join(" / ")
+            + " k rec/s",
+        format!("last/first {:.2}", rates[4] / rates[0].max(1.0)),
+        "-".into(),
+        json!({"steps": steps}),
+    );
+    push(
+        "6",
+        format!(
+            "{:.0} rec/s ({:.1} MiB/s)",
+            single.records_per_s, single.mib_per_s
+        ),
+        format!("{:.2}x", single.records_per_s / 940_521.0),
+        format!("{single_cpu_gb:.2}"),
+        json!({"result": single, "broker_cpu_s_per_gb": single_cpu_gb}),
+    );
+    let three_rate = three.0 as f64 / three_seconds;
+    push(
+        "7",
+        format!(
+            "{three_rate:.0} rec/s ({:.1} MiB/s)",
+            three.1 as f64 / crate::perf::MIB / three_seconds
+        ),
+        format!("{:.2}x", three_rate / 2_615_968.0),
+        format!("{three_cpu_gb:.2}"),
+        json!({"records": three.0, "bytes": three.1, "elapsed_s": three_seconds, "broker_cpu_s_per_gb": three_cpu_gb}),
+    );
+
+    // 8: a producer and a consumer at once.
+    create_topic(&address, "linkedin-8", 6)?;
+    let consumer = {
+        let address = address.clone();
+        std::thread::spawn(move || consume(&address, "linkedin-8", records, None))
+    };
+    let both = produce(&address, "linkedin-8", records, 100, -1.0)?;
+    let consumed = consumer
+        .join()
+        .map_err(|_| PerfError::Broker("the consumer thread panicked".into()))??;
+    push(
+        "8",
+        format!(
+            "{:.0} rec/s produced, {} consumed",
+            both.records_per_s, consumed.records
+        ),
+        format!("{:.2}x", both.records_per_s / 795_064.0),
+        "-".into(),
+        json!({"producer": both, "consumer": consumed}),
+    );
+
+    // 9: end-to-end latency, one at a time (LinkedIn's test) and at half of test 1's rate.
+    let e2e = |throughput: Option<f64>, count: u64| {
+        let mut props = Props::default();
+        props.set("bootstrap.servers", &address);
+        run_e2e(
+            &E2eConfig {
+                topic: format!("linkedin-9-{}", throughput.is_some()),
+                num_records: count,
+                record_size: 100,
+                producer_acks: "1".into(),
+                throughput,
+                producer_props: props.clone(),
+                consumer_props: props,
+            },
+            &mut std::io::sink(),
+        )
+    };
+    let alone = e2e(None, args.latency_records)?;
+    let half = one.records_per_s / 2.0;
+    let loaded = e2e(Some(half), (half * 5.0) as u64)?;
+    push(
+        "9",
+        format!(
+            "{:.3} / {:.3} / {:.3} (at half peak, {:.0} rec/s: {:.3} / {:.3} / {:.3})",
+            alone.latency.p50_ms,
+            alone.latency.p99_ms,
+            alone.latency.p999_ms,
+            loaded.records_per_s,
+            loaded.latency.p50_ms,
+            loaded.latency.p99_ms,
+            loaded.latency.p999_ms
+        ),
+        format!("p50 {:.0}x lower", 2.0 / alone.latency.p50_ms.max(1e-3)),
+        "-".into(),
+        json!({"one_at_a_time": alone, "at_half_peak": loaded}),
+    );
+
+    // 10: message sizes, the same payload volume each.
+    let volume = records * 100;
+    let mut sizes = Vec::new();
+    for size in [10usize, 100, 1000, 10_000, 100_000] {
+        let topic = format!("linkedin-10-{size}");
+        create_topic(&address, &topic, 6)?;
+        let count = (volume / size as u64).clamp(1000, records * 2);
+        let result = produce(&address, &topic, count, size, -1.0)?;
+        sizes.push(json!({"record_bytes": size, "records_per_s": result.records_per_s, "mib_per_s": result.mib_per_s}));
+    }
+    push(
+        "10",
+        sizes
+            .iter()
+            .map(|size| {
+                format!(
+                    "{} B: {:.0} MiB/s",
+                    size["record_bytes"],
+                    size["mib_per_s"].as_f64().unwrap_or(0.0)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        "-".into(),
+        "-".into(),
+        json!({"sizes": sizes}),
+    );
+    drop(broker);
+
+    rows.sort_by_key(|row| row.id.parse::<u32>().unwrap_or(0));
+    println!(
+        "| # | test | LinkedIn 2014 (3 brokers, 6 cores each, 1 GbE) | weir (this machine) | weir / LinkedIn | broker CPU-s per GB |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for row in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            row.id, row.test, row.linkedin, row.weir, row.ratio, row.cpu_per_gb
+        );
+    }
+    let document = json!({
+        "records_per_producer_scenario": records,
+        "record_bytes": 100,
+        "partitions": 6,
+        "cores": std::thread::available_parallelism().map_or(0, usize::from),
+        "scenarios": Value::Object(results),
+    });
+    let write = |name: &str, text: String| {
+        let path = args.out.join(name);
+        std::fs::write(&path, text).map_err(|source| PerfError::Io {
+            address: path.display().to_string(),
+            source,
+        })
+    };
+    write(
+        "results.json",
+        serde_json::to_string_pretty(&document).expect("json"),
+    )?;
+    let bars = [
+        ("1 producer", 821_557.0, one.records_per_s),
+        ("1 consumer", 940_521.0, single.records_per_s),
+        ("3 consumers", 2_615_968.0, three_rate),
+        ("producer+consumer", 795_064.0, both.records_per_s),
+    ];
+    write(
+        "throughput.svg",
+        bar_chart("records/s: LinkedIn 2014 (grey) vs weir (blue)", &bars),
+    )?;
+    let size_bars: Vec<(String, f64)> = sizes
+        .iter()
+        .map(|size| {
+            (
+                format!("{} B", size["record_bytes"]),
+                size["mib_per_s"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    write(
+        "message-size.svg",
+        single_bars("MiB/s by record size", &size_bars),
+    )?;
+    let step_bars: Vec<(String, f64)> = rates
+        .iter()
+        .enumerate()
+        .map(|(step, rate)| {
+            (
+                format!("{} M stored", step as u64 * (records / 5) / 1_000_000),
+                *rate,
+            )
+        })
+        .collect();
+    write(
+        "stored-data.svg",
+        single_bars("records/s as stored data grows", &step_bars),
+    )?;
+    eprintln!("wrote {}/results.json and 3 SVG plots", args.out.display());
+    Ok(())
+}
+
+fn svg_frame(title: &str, body: &str, width: usize) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"320\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"20\" font-size=\"14\">{title}</text>\n<line x1=\"40\" y1=\"270\" x2=\"{}\" y2=\"270\" stroke=\"black\"/>\n{body}</svg>\n",
+        width - 10
+    )
+}
+
+fn bar_chart(title: &str, bars: &[(&str, f64, f64)]) -> String {
+    let max = bars
+        .iter()
+        .flat_map(|bar| [bar.1, bar.2])
+        .fold(1.0, f64::max);
+    let mut body = String::new();
+    for (index, (label, theirs, ours)) in bars.iter().enumerate() {
+        let x = 50 + index * 150;
+        for (offset, value, color) in [(0, theirs, "#999"), (50, ours, "#3366cc")] {
+            let height = value / max * 220.0;
+            body += &format!(
+                "<rect x=\"{}\" y=\"{:.1}\" width=\"45\" height=\"{height:.1}\" fill=\"{color}\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"10\">{:.0}k</text>\n",
+                x + offset,
+                270.0 - height,
+                x + offset,
+                266.0 - height,
+                value / 1000.0
+            );
+        }
+        body += &format!("<text x=\"{x}\" y=\"290\">{label}</text>\n");
+    }
+    svg_frame(title, &body, 50 + bars.len() * 150)
+}
+
+fn single_bars(title: &str, bars: &[(String, f64)]) -> String {
+    let max = bars.iter().map(|bar| bar.1).fold(1e-9, f64::max);
+    let mut body = String::new();
+    for (index, (label, value)) in bars.iter().enumerate() {
+        let x = 50 + index * 110;
+        let height = value / max * 220.0;
+        body += &format!(
+            "<rect x=\"{x}\" y=\"{:.1}\" width=\"80\" height=\"{height:.1}\" fill=\"#3366cc\"/><text x=\"{x}\" y=\"{:.1}\" font-size=\"10\">{value:.1}</text><text x=\"{x}\" y=\"290\">{label}</text>\n",
+            270.0 - height,
+            266.0 - height
+        );
+    }
+    svg_frame(title, &body, 60 + bars.len() * 110)
+}

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use kafka_protocol::messages::{InitProducerIdRequest, ProduceResponse, ResponseHeader};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, ProduceResponse, ProducerId, ResponseHeader,
+};
 use kafka_protocol::protocol::Decodable;
 use weir_net::client::{KafkaClient, error_name};
 use weir_storage::batch::{
@@ -289,9 +291,13 @@ impl Sender {
         batch: InFlight,
         stats: &Arc<Mutex<Stats>>,
     ) -> Result<(), PerfError> {
-        self.slots
-            .send(())
-            .map_err(|_| PerfError::Broker(format!("connection to {} closed", self.address)))?;
+        if self.slots.send(()).is_err() {
+            // The reader stopped: report why.
+            let failure = stats.lock().expect("stats lock").failure.clone();
+            return Err(PerfError::Broker(failure.unwrap_or_else(|| {
+                format!("connection to {} closed", self.address)
+            })));
+        }
         match &self.in_flight {
             Some(in_flight) => {
                 let _ = in_flight.send(batch);
@@ -581,9 +587,13 @@ pub fn run_producer(
     let mut client = KafkaClient::connect(&bootstrap, &client_id, REQUEST_TIMEOUT)?;
     let leaders = topic_leaders(&mut client, &config.topic, true)?;
     let producer = if settings.idempotence {
-        let (_, response) = client
-            .any()
-            .call(&InitProducerIdRequest::default().with_transaction_timeout_ms(60_000))?;
+        let (_, response) = client.any().call(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )?;
         if response.error_code != 0 {
             return Err(PerfError::Broker(format!(
                 "InitProducerId failed: {}",

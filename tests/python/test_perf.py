@@ -1,0 +1,125 @@
+"""`weir perf` load tools against a real broker: counts, output shapes, failure modes.
+
+Goal: the producer tool writes exactly the records it reports (acks=1, acks=all with
+idempotence, lz4), in Kafka's summary format; the consumer tool reads them all back
+and prints Kafka's header and values; the end-to-end tool prints Kafka's latency
+lines with sane values; bad usage exits 2 and a broker refusal exits 1; `weir perf
+linkedin` runs its matrix on a small scale and writes results.json and the plots.
+
+Method: the real binary against the ``broker`` fixture; record counts are checked with
+kcat's offset query (``-Q``), not with the tool's own claim.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import kproto
+import support
+from conftest import WEIR_BIN
+
+SUMMARY = re.compile(
+    r"^(\d+) records sent, [\d.]+ records/sec \([\d.]+ MB/sec\), [\d.]+ ms avg latency, "
+    r"[\d.]+ ms max latency, [\d.]+ ms 50th, [\d.]+ ms 95th, [\d.]+ ms 99th, [\d.]+ ms 99.9th\.$",
+    re.M)
+
+
+def perf(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([WEIR_BIN, "perf", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def log_end(broker, topic: str) -> int:
+    out = subprocess.run(["kcat", "-b", broker.bootstrap, "-Q", "-t", f"{topic}:0:-1"],
+                         capture_output=True, text=True, check=True, timeout=30).stdout
+    return int(out.split()[-1])
+
+
+def test_produce_writes_exactly_the_records_it_reports_with_each_setting(broker):
+    for props in (["acks=1"], ["acks=all"], ["acks=1", "compression.type=lz4", "batch.size=65536"]):
+        topic = support.unique_topic("perf")
+        result = perf("produce", "--topic", topic, "--num-records", "200000", "--record-size", "100",
+                      "--throughput", "-1", "--producer-props", f"bootstrap.servers={broker.bootstrap}",
+                      *props)
+        assert result.returncode == 0, result.stderr
+        match = SUMMARY.search(result.stdout)
+        assert match, result.stdout
+        assert int(match.group(1)) == 200_000
+        assert log_end(broker, topic) == 200_000, props
+
+    consumed = perf("consume", "--bootstrap-server", broker.bootstrap, "--topic", topic,
+                    "--messages", "200000", "--timeout", "5000")
+    assert consumed.returncode == 0, consumed.stderr
+    header, values = consumed.stdout.strip().splitlines()
+    assert header.startswith("start.time, end.time, data.consumed.in.MB")
+    columns = values.split(", ")
+    assert len(columns) == 10
+    assert int(columns[4]) == 200_000
+    assert abs(float(columns[2]) - 200_000 * 100 / 2**20) < 0.01, "MB counts value bytes"
+
+
+def test_throttled_produce_holds_the_rate_and_idempotent_batches_carry_a_producer(broker):
+    topic = support.unique_topic("throttled")
+    result = perf("produce", "--topic", topic, "--num-records", "20000", "--record-size", "50",
+                  "--throughput", "10000", "--bootstrap-server", broker.bootstrap)
+    assert result.returncode == 0, result.stderr
+    rate = float(re.search(r"records sent, ([\d.]+) records/sec", result.stdout).group(1))
+    assert 8_000 < rate < 11_000, rate
+    assert log_end(broker, topic) == 20_000
+    batches = [batch for path in broker.segment_files(topic, 0) for batch in kproto.read_log_file(path)]
+    assert batches and all(batch.producer_id >= 0 for batch in batches), "idempotent by default"
+
+
+def test_e2e_latency_prints_kafkas_lines_and_consumer_timeout_warns(broker):
+    topic = support.unique_topic("latency")
+    result = perf("e2e-latency", "--bootstrap-server", broker.bootstrap, "--topic", topic,
+                  "--num-records", "300", "--producer-acks", "1", "--record-size", "100")
+    assert result.returncode == 0, result.stderr
+    avg = float(re.search(r"^Avg latency: ([\d.]+) ms$", result.stdout, re.M).group(1))
+    p50, p99, p999 = map(float, re.search(
+        r"^Percentiles: 50th = ([\d.]+), 99th = ([\d.]+), 99.9th = ([\d.]+)$", result.stdout, re.M).groups())
+    assert 0 < p50 <= p99 <= p999 and avg > 0
+
+    loaded = perf("e2e-latency", "--bootstrap-server", broker.bootstrap, "--topic", topic + "-load",
+                  "--num-records", "20000", "--throughput", "20000", "--record-size", "100")
+    assert loaded.returncode == 0, loaded.stderr
+    assert re.search(r"^20000 records at [\d.]+ records/sec$", loaded.stdout, re.M), loaded.stdout
+
+    short = perf("consume", "--bootstrap-server", broker.bootstrap, "--topic", topic,
+                 "--messages", "1000", "--timeout", "1000")
+    assert short.returncode == 0
+    assert "Exiting before consuming the expected number of messages" in short.stderr
+    assert short.stdout.strip().splitlines()[1].split(", ")[4] == "300"
+
+
+def test_bad_usage_exits_2_and_broker_refusals_exit_1(broker):
+    assert perf("produce", "--num-records", "5", "--record-size", "10", "--throughput", "-1").returncode == 2
+    both = perf("produce", "--topic", "t", "--num-records", "5", "--throughput", "-1",
+                "--bootstrap-server", broker.bootstrap)
+    assert both.returncode == 2 and "--record-size or --payload-file" in both.stderr
+    bad_acks = perf("produce", "--topic", "t", "--num-records", "5", "--record-size", "10",
+                    "--throughput", "-1", "--producer-props", f"bootstrap.servers={broker.bootstrap}", "acks=7")
+    assert bad_acks.returncode == 2 and "acks" in bad_acks.stderr
+    too_big = perf("produce", "--topic", support.unique_topic("big"), "--num-records", "3",
+                   "--record-size", "2000000", "--throughput", "-1", "--producer-props",
+                   f"bootstrap.servers={broker.bootstrap}", "acks=1", "batch.size=4000000",
+                   "max.request.size=5000000")
+    assert too_big.returncode == 1 and "MESSAGE_TOO_LARGE" in too_big.stderr.upper().replace(" ", "_"), too_big.stderr
+
+
+def test_linkedin_matrix_runs_small_and_writes_results(tmp_path):
+    out = tmp_path / "linkedin"
+    result = perf("linkedin", "--out", str(out), "--records", "60000", "--latency-records", "50",
+                  timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 11, result.stdout
+    assert "skipped" in table[3], "replicated scenarios are reported as skipped"
+    document = json.loads((out / "results.json").read_text())
+    one = document["scenarios"]["1: 1 producer thread, no replication"]
+    assert one["result"]["records"] == 60_000
+    assert one["broker_cpu_s_per_gb"] >= 0
+    for plot in ("throughput.svg", "message-size.svg", "stored-data.svg"):
+        assert (out / plot).read_text().startswith("<svg")
+    assert not any(path.name.startswith("data-") for path in out.iterdir()), "broker data removed"

@@ -231,6 +231,32 @@ class Committer:
                 del self.pending[p]
         self.emit(ev="commit", offsets=[list(x) for x in offsets], ok=True, error=None)
 
+    def commit_async(self) -> None:
+        """Commits what is pending without waiting; committed() settles it when the result arrives.
+
+        Several members polled by one thread must not wait on each other's commits: librdkafka
+        queues a member's commit behind its own JoinGroup, and that JoinGroup only returns once
+        the other members (polled by this same thread) have rejoined."""
+        offsets = sorted(self.pending.items())
+        if offsets:
+            self.consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in offsets], asynchronous=True)
+
+    def committed(self, err, partitions) -> None:
+        """on_commit callback: forgets the offsets an asynchronous commit stored."""
+        offsets = [[tp.partition, tp.offset] for tp in partitions]
+        failed = [tp for tp in partitions if tp.error is not None]
+        if err is not None and not failed:
+            failed = list(partitions)
+        if failed:
+            codes = [(tp.error or err).code() for tp in failed]
+            assert all(c in RETRIABLE_COMMIT_ERRORS for c in codes), (err, failed)
+            self.emit(ev="commit", offsets=offsets, ok=False, error=[[tp.partition, str(tp.error or err)] for tp in failed])
+            return
+        for tp in partitions:
+            if self.pending.get(tp.partition) == tp.offset:
+                del self.pending[tp.partition]
+        self.emit(ev="commit", offsets=offsets, ok=True, error=None)
+
     def revoked(self, partitions: set[int]) -> None:
         self.commit(only=partitions)
         for p in partitions:
@@ -247,6 +273,7 @@ class InProcessMember:
         self.events: list[dict] = []
         self.records: list[tuple[int, int, bytes | None, bytes]] = []
         conf = member_config(bootstrap, group, **{"client.id": name, **config})
+        conf["on_commit"] = lambda err, partitions: self.committer.committed(err, partitions)
         self.consumer = Consumer(conf)
         self.commits: list[dict] = []
         self.committer = Committer(self.consumer, topic, lambda **ev: self.commits.append(ev))
@@ -283,7 +310,8 @@ class InProcessMember:
         return current_assignment(self.events)
 
     def poll(self, timeout_s: float = 0.05, max_records: int = 1000) -> int:
-        """One consume() call; processes the batch (keeps it) and commits it synchronously."""
+        """One consume() call; processes the batch (keeps it) and commits it asynchronously
+        (a revoked partition's offsets are committed synchronously in the callback)."""
         last: dict[int, int] = {}
         for msg in self.consumer.consume(num_messages=max_records, timeout=timeout_s):
             if msg.error() is not None:
@@ -291,7 +319,7 @@ class InProcessMember:
             self.records.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
             last[msg.partition()] = msg.offset()
         self.committer.processed(last)
-        self.committer.commit()
+        self.committer.commit_async()
         return len(last)
 
     def close(self) -> None:

@@ -49,6 +49,16 @@ pub enum StorageError {
     #[error("invalid record batch: {reason}")]
     InvalidRecord { reason: String },
 
+    /// A batch from the leader that does not continue the follower's log (Kafka's
+    /// "Out of order offsets"): the follower must truncate or re-fetch.
+    #[error(
+        "a replicated batch starts at offset {base_offset}, before offset {expected_at_least} it must continue from"
+    )]
+    OffsetsOutOfOrder {
+        base_offset: i64,
+        expected_at_least: i64,
+    },
+
     /// A transactional batch, but this broker has no transaction for it.
     #[error(
         "producer {producer_id} sent a transactional batch, but transactions are not supported by this broker yet"

@@ -231,7 +231,7 @@ impl PartitionLog {
         let epoch_path = dir.join(LEADER_EPOCH_CHECKPOINT_FILE);
         let mut leader_epochs = crate::checkpoint::read_leader_epoch_checkpoint(&epoch_path)?;
         let epochs_before = leader_epochs.len();
-        leader_epochs.retain(|&(_, start_offset)| start_offset < log_end_offset);
+        crate::epochs::truncate_from_end(&mut leader_epochs, log_end_offset);
         if leader_epochs.len() != epochs_before {
             write_leader_epoch_checkpoint(&epoch_path, &leader_epochs)?;
         }
@@ -374,16 +374,50 @@ impl PartitionLog {
             .filter(|header| infos.len() == 1 && header.producer_id() != NO_PRODUCER_ID)
             .map(|header| (producer_batch(&header), header.last_offset()));
 
+        let flushed = self
+            .write(
+                buffer,
+                &batches,
+                &[(leader_epoch, base_offset)],
+                written_by_producer.as_slice(),
+                record_count,
+                now_ms,
+            )
+            .await?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time_ms,
+            record_count,
+            flushed,
+            duplicate: false,
+        })
+    }
+
+    /// Writes validated batches at the log end: rolls first if needed, records new
+    /// leader epochs `(epoch, start offset)`, appends, applies producer batches, flushes
+    /// every `flush_interval_messages`. `batches` as for `Segment::append`; answers
+    /// whether it flushed.
+    async fn write(
+        &mut self,
+        buffer: Vec<u8>,
+        batches: &[(usize, u64, i64, i64)],
+        epochs: &[(i32, i64)],
+        producer_batches: &[(ProducerBatch, i64)],
+        record_count: u64,
+        now_ms: i64,
+    ) -> Result<bool, StorageError> {
+        let Some(&(_, _, last_offset, _)) = batches.last() else {
+            return Ok(false);
+        };
         self.maybe_roll(now_ms, buffer.len() as u64, last_offset)
             .await?;
-        if leader_epoch >= 0
-            && self
-                .leader_epochs
-                .last()
-                .is_none_or(|&(epoch, _)| leader_epoch > epoch)
-        {
-            // Written before the data: an entry whose start is the log end is harmless.
-            self.leader_epochs.push((leader_epoch, base_offset));
+        // Written before the data: an entry whose start is the log end is harmless.
+        let mut epochs_changed = false;
+        for &(epoch, start_offset) in epochs {
+            epochs_changed |= crate::epochs::assign(&mut self.leader_epochs, epoch, start_offset);
+        }
+        if epochs_changed {
             write_leader_epoch_checkpoint(
                 &self.dir.join(LEADER_EPOCH_CHECKPOINT_FILE),
                 &self.leader_epochs,
@@ -394,34 +428,20 @@ impl PartitionLog {
             .segments
             .last_mut()
             .expect("a log always has an active segment");
-        assert_eq!(
-            active.state.next_offset, base_offset,
-            "batch base offset must equal the log end offset"
-        );
         if active.state.size_bytes == 0 {
             active.roll_base_ms = now_ms;
         }
-        active
-            .append(buffer, &batches, index_interval_bytes)
-            .await?;
+        active.append(buffer, batches, index_interval_bytes).await?;
         assert_eq!(self.log_end_offset(), last_offset + 1);
-        if let Some((producer, batch_last_offset)) = written_by_producer {
-            self.producers.apply(&producer, batch_last_offset);
+        for (producer, batch_last_offset) in producer_batches {
+            self.producers.apply(producer, *batch_last_offset);
         }
-
         self.records_since_flush += record_count;
         let flushed = self.records_since_flush >= self.config.flush_interval_messages;
         if flushed {
             self.flush().await?;
         }
-        Ok(AppendInfo {
-            base_offset,
-            last_offset,
-            log_append_time_ms,
-            record_count,
-            flushed,
-            duplicate: false,
-        })
+        Ok(flushed)
     }
 
     async fn maybe_roll(
@@ -763,6 +783,7 @@ mod cleaning;
 pub use cleaning::CleaningOutcome;
 mod slice;
 pub use slice::{LogSlice, SliceResult};
+mod replica;
 
 #[cfg(test)]
 #[path = "log_tests.rs"]
@@ -775,3 +796,7 @@ mod producer_tests;
 #[cfg(test)]
 #[path = "log_retention_tests.rs"]
 mod retention_tests;
+
+#[cfg(test)]
+#[path = "log_truncation_tests.rs"]
+mod truncation_tests;

@@ -10,7 +10,8 @@
 //! batches). A crash drops the log without closing it and may then (a) append a torn
 //! prefix of a never-acknowledged batch to the active `.log`, simulating a write cut
 //! short, or (b) cut the active `.log` at a random length, simulating lost sectors; in
-//! case (b) the model keeps the batches that still lie wholly inside the cut file.
+//! case (b) the model keeps the batches that still lie wholly inside the cut file. A
+//! truncation (a follower's) removes the batch holding the target offset and all after.
 //! After every reopen the whole log is read back and compared with the model.
 
 use std::path::Path;
@@ -50,6 +51,10 @@ enum Operation {
         claim_clean: bool,
     },
     Crash(Crash),
+    /// A follower's truncation to a fraction of the log end.
+    Truncate {
+        offset_fraction: f64,
+    },
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
@@ -60,6 +65,7 @@ fn operation() -> impl Strategy<Value = Operation> {
             Operation::Read { offset_fraction, max_bytes, min_one_batch, bound_back }
         }),
         1 => any::<bool>().prop_map(|claim_clean| Operation::CloseAndReopen { claim_clean }),
+        1 => (0.0..=1.0f64).prop_map(|offset_fraction| Operation::Truncate { offset_fraction }),
         2 => prop_oneof![
             Just(Crash::Plain),
             (0.0..1.0f64).prop_map(|keep_fraction| Crash::TornWrite { keep_fraction }),
@@ -246,6 +252,16 @@ fn run_case(segment_bytes: u64, index_interval_bytes: u32, operations: Vec<Opera
                         "read({offset}, {max_bytes}, {min_one_batch}, {upper_bound}) differs"
                     );
                 }
+                Operation::Truncate { offset_fraction } => {
+                    let target = (log.log_end_offset() as f64 * offset_fraction) as i64;
+                    let new_end = log.truncate_to(target).await.expect("truncate");
+                    model.retain(|stored| stored.last_offset < target);
+                    assert_eq!(
+                        new_end,
+                        model.last().map_or(0, |stored| stored.last_offset + 1)
+                    );
+                    check_matches_model(&read_everything(&log).await, &model);
+                }
                 Operation::CloseAndReopen { claim_clean } => {
                     log.close().await.expect("close");
                     log = open(dir.path(), &config, None, claim_clean).await;
@@ -314,7 +330,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn log_matches_model_through_rolls_restarts_and_crashes(
+    fn log_matches_model_through_rolls_restarts_crashes_and_truncations(
         segment_bytes in 300u64..3000,
         index_interval_bytes in 50u32..1000,
         operations in prop::collection::vec(operation(), 1..40),

@@ -5,6 +5,7 @@ use weir_storage::StorageError;
 use weir_storage::producer_state::ProducerStateError;
 
 use crate::partition::DeleteRecordsError;
+use crate::replication::ReplicationError;
 
 /// Kafka's "no error".
 pub const NONE: i16 = 0;
@@ -27,6 +28,26 @@ pub fn storage_error_code(error: &StorageError) -> i16 {
         StorageError::Io { .. }
         | StorageError::MalformedFile { .. }
         | StorageError::LowDiskSpace { .. } => ResponseError::KafkaStorageError.code(),
+        // Only a follower's own append hits it; no client request does.
+        StorageError::OffsetsOutOfOrder { .. } => ResponseError::UnknownServerError.code(),
+    }
+}
+
+/// The Kafka error code of a replication refusal.
+pub fn replication_error_code(error: &ReplicationError) -> i16 {
+    match error {
+        ReplicationError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower.code(),
+        ReplicationError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch.code(),
+        ReplicationError::UnknownLeaderEpoch => ResponseError::UnknownLeaderEpoch.code(),
+        ReplicationError::InvalidUpdateVersion => ResponseError::InvalidUpdateVersion.code(),
+        ReplicationError::IneligibleReplica => ResponseError::IneligibleReplica.code(),
+        ReplicationError::OffsetOutOfRange => ResponseError::OffsetOutOfRange.code(),
+        ReplicationError::NotEnoughReplicas => ResponseError::NotEnoughReplicas.code(),
+        ReplicationError::NotEnoughReplicasAfterAppend => {
+            ResponseError::NotEnoughReplicasAfterAppend.code()
+        }
+        // Kafka answers a fetch from a broker outside the replica set this way too.
+        ReplicationError::UnknownReplica => ResponseError::NotLeaderOrFollower.code(),
     }
 }
 

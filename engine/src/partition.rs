@@ -78,6 +78,9 @@ pub struct Partition {
     flush_interval_ms: Cell<Option<u64>>,
     /// When the log was last flushed (or opened), wall-clock ms.
     last_flush_ms: Cell<i64>,
+    /// This broker's leader epoch for the partition: stamped into appended batches and
+    /// checked against the `current_leader_epoch` clients send (KIP-320).
+    leader_epoch: Cell<i32>,
 }
 
 impl Partition {
@@ -96,7 +99,37 @@ impl Partition {
             space,
             flush_interval_ms: Cell::new(flush_interval_ms),
             last_flush_ms: Cell::new(weir_storage::now_ms()),
+            leader_epoch: Cell::new(crate::replication::SINGLE_NODE_LEADER_EPOCH),
         })
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.get()
+    }
+
+    /// KIP-320's check of a request's `current_leader_epoch` (-1: not checked): an older
+    /// epoch is FENCED_LEADER_EPOCH (the client's metadata is stale), a newer one
+    /// UNKNOWN_LEADER_EPOCH (this broker's is).
+    pub fn check_current_leader_epoch(&self, current_leader_epoch: i32) -> Result<(), i16> {
+        use kafka_protocol::error::ResponseError;
+        let ours = self.leader_epoch.get();
+        if current_leader_epoch < 0 || current_leader_epoch == ours {
+            Ok(())
+        } else if current_leader_epoch < ours {
+            Err(ResponseError::FencedLeaderEpoch.code())
+        } else {
+            Err(ResponseError::UnknownLeaderEpoch.code())
+        }
+    }
+
+    /// OffsetForLeaderEpoch: where `epoch` ends in this log (see `weir_storage::epochs`).
+    pub async fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64), StorageError> {
+        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        Ok(weir_storage::epochs::end_offset_for_epoch(
+            log.leader_epochs(),
+            epoch,
+            log.log_end_offset(),
+        ))
     }
 
     /// Next offset to be assigned; also the high watermark on a single node.
@@ -141,7 +174,7 @@ impl Partition {
             return Err(self.closed_error());
         }
         let before = log.log_end_offset();
-        let info = log.append(records, now_ms, 0).await?;
+        let info = log.append(records, now_ms, self.leader_epoch.get()).await?;
         if info.duplicate {
             assert!(info.last_offset < before, "a duplicate was written before");
             assert_eq!(log.log_end_offset(), before, "a duplicate writes nothing");

@@ -16,10 +16,16 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use weir_storage::batch::{SimpleRecord, encode_batch, iterate_batches};
+
+/// Kafka's UNKNOWN_LEADER_EPOCH error code.
+const UNKNOWN_LEADER_EPOCH: i16 = 75;
 
 fn name(text: &str) -> TopicName {
     TopicName(StrBytes::from_string(text.to_string()))
@@ -107,6 +113,7 @@ fn every_advertised_api_version_answers_correctly() {
         ApiKey::InitProducerId,
         ApiKey::DescribeProducers,
         ApiKey::DeleteRecords,
+        ApiKey::OffsetForLeaderEpoch,
     ];
     assert_eq!(apis.len(), expected_keys.len(), "{apis:?}");
     let range = |key: ApiKey| {
@@ -284,6 +291,107 @@ fn every_advertised_api_version_answers_correctly() {
             offsets,
             vec![(0, produced), (0, 0), (0, 0)],
             "ListOffsets v{version}"
+        );
+    }
+
+    // KIP-320: a client that believes in a newer leader epoch than this broker's (0 on
+    // a single node) is told UNKNOWN_LEADER_EPOCH; -1 skips the check.
+    for version in 4..=*range(ApiKey::ListOffsets).end() {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(name("main"))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(1)
+                            .with_timestamp(-1)
+                            .with_current_leader_epoch(0),
+                        ListOffsetsPartition::default()
+                            .with_partition_index(1)
+                            .with_timestamp(-1)
+                            .with_current_leader_epoch(3),
+                    ]),
+            ]);
+        let response = client.call(version, &request);
+        let answers: Vec<(i16, i64, i32)> = response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.error_code, p.offset, p.leader_epoch))
+            .collect();
+        assert_eq!(
+            answers,
+            vec![(0, produced, 0), (UNKNOWN_LEADER_EPOCH, -1, -1)],
+            "ListOffsets v{version}"
+        );
+    }
+    for version in 9..=*range(ApiKey::Fetch).end() {
+        let topic = if version >= 13 {
+            FetchTopic::default().with_topic_id(main_id)
+        } else {
+            FetchTopic::default().with_topic(name("main"))
+        };
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![topic.with_partitions(vec![
+                FetchPartition::default()
+                    .with_partition(1)
+                    .with_current_leader_epoch(2)
+                    .with_partition_max_bytes(1 << 20),
+            ])]);
+        let response = client.call(version, &request);
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(
+            partition.error_code, UNKNOWN_LEADER_EPOCH,
+            "Fetch v{version}"
+        );
+        assert!(
+            partition
+                .records
+                .as_ref()
+                .is_none_or(|records| records.is_empty())
+        );
+    }
+
+    for version in range(ApiKey::OffsetForLeaderEpoch) {
+        let partition = |index: i32, current: i32, epoch: i32| {
+            OffsetForLeaderPartition::default()
+                .with_partition(index)
+                .with_current_leader_epoch(current)
+                .with_leader_epoch(epoch)
+        };
+        let request = OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                OffsetForLeaderTopic::default()
+                    .with_topic(name("main"))
+                    .with_partitions(vec![
+                        partition(1, 0, 0),  // the current epoch ends at the log end
+                        partition(1, -1, 5), // newer than any epoch here: undefined
+                        partition(0, 0, 0),  // an empty partition has no epochs yet
+                        partition(1, 7, 0),  // the client's epoch is newer than the broker's
+                        partition(9, -1, 0), // no such partition
+                    ]),
+            ]);
+        let response = client.call(version, &request);
+        let answers: Vec<(i16, i32, i64)> = response.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.error_code, p.leader_epoch, p.end_offset))
+            .collect();
+        assert_eq!(
+            answers,
+            vec![
+                (0, 0, produced),
+                (0, -1, -1),
+                (0, -1, -1),
+                (UNKNOWN_LEADER_EPOCH, -1, -1),
+                (3, -1, -1)
+            ],
+            "OffsetForLeaderEpoch v{version}"
         );
     }
 

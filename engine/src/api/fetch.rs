@@ -101,6 +101,8 @@ struct Wanted {
     partition: i32,
     offset: i64,
     partition_max_bytes: usize,
+    /// KIP-320 (v9+): the leader epoch the client believes in; -1 skips the check.
+    current_leader_epoch: i32,
     /// Set when the topic or partition does not exist: the error to answer with.
     missing: Option<i16>,
 }
@@ -143,6 +145,11 @@ pub async fn handle(
                 partition: partition.partition,
                 offset: partition.fetch_offset,
                 partition_max_bytes: partition.partition_max_bytes.max(0) as usize,
+                current_leader_epoch: if version >= 9 {
+                    partition.current_leader_epoch
+                } else {
+                    -1
+                },
                 missing: (partition.partition < 0 || partition.partition >= count)
                     .then_some(missing_code),
             });
@@ -228,6 +235,7 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: usize) -> Vec
     let reads = wanted.iter().map(|want| {
         let topic = want.topic.clone();
         let (partition, offset, missing) = (want.partition, want.offset, want.missing);
+        let current_leader_epoch = want.current_leader_epoch;
         let limit = want.partition_max_bytes.min(max_bytes);
         async move {
             if let Some(error_code) = missing {
@@ -241,7 +249,15 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: usize) -> Vec
             let owner = shard.owner_of(&topic, partition);
             shard
                 .invoke_on(owner, move |owner_shard| async move {
-                    read_local(&owner_shard, &topic, partition, offset, limit).await
+                    read_local(
+                        &owner_shard,
+                        &topic,
+                        partition,
+                        offset,
+                        current_leader_epoch,
+                        limit,
+                    )
+                    .await
                 })
                 .await
                 .unwrap_or_else(|_| PartitionRead {
@@ -260,6 +276,7 @@ async fn read_local(
     topic: &str,
     index: i32,
     offset: i64,
+    current_leader_epoch: i32,
     limit: usize,
 ) -> PartitionRead {
     let Some(partition) = shard.partition(topic, index) else {
@@ -270,6 +287,14 @@ async fn read_local(
             ..PartitionRead::default()
         };
     };
+    if let Err(error_code) = partition.check_current_leader_epoch(current_leader_epoch) {
+        return PartitionRead {
+            error_code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            ..PartitionRead::default()
+        };
+    }
     let high_watermark = partition.high_watermark();
     let log_start_offset = partition.log_start_offset();
     if offset < log_start_offset || offset > high_watermark {

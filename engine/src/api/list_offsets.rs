@@ -30,6 +30,11 @@ pub async fn handle(
             let name = name.clone();
             let index = partition.partition_index;
             let timestamp = partition.timestamp;
+            let current_leader_epoch = if version >= 4 {
+                partition.current_leader_epoch
+            } else {
+                -1
+            };
             async move {
                 let query = match timestamp {
                     -2 | -4 => Some(OffsetQuery::Earliest),
@@ -54,22 +59,27 @@ pub async fn handle(
                 let owner = shard.owner_of(&name, index);
                 let answer = shard
                     .invoke_on(owner, move |owner_shard| async move {
-                        match owner_shard.partition(&name, index) {
-                            Some(partition) => partition
-                                .list_offset(query)
-                                .await
-                                .map_err(|error| storage_error_code(&error)),
-                            None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                        }
+                        let Some(partition) = owner_shard.partition(&name, index) else {
+                            return Err(ResponseError::UnknownTopicOrPartition.code());
+                        };
+                        partition.check_current_leader_epoch(current_leader_epoch)?;
+                        let answer = partition.list_offset(query).await;
+                        answer
+                            .map(|answer| (answer, partition.leader_epoch()))
+                            .map_err(|error| storage_error_code(&error))
                     })
                     .await
                     .unwrap_or(Err(ResponseError::NotLeaderOrFollower.code()));
                 match answer {
-                    Ok((offset, timestamp)) => response
+                    Ok(((offset, timestamp), leader_epoch)) => response
                         .with_error_code(0)
                         .with_offset(offset)
                         .with_timestamp(timestamp)
-                        .with_leader_epoch(if offset >= 0 && version >= 4 { 0 } else { -1 }),
+                        .with_leader_epoch(if offset >= 0 && version >= 4 {
+                            leader_epoch
+                        } else {
+                            -1
+                        }),
                     Err(code) => response
                         .with_error_code(code)
                         .with_offset(-1)

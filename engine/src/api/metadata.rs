@@ -1,6 +1,7 @@
 //! Metadata v0–12: brokers, topics (by name or, v10+, by id), partitions, leaders;
 //! auto-creates requested topics when `auto.create.topics.enable` allows it.
 
+use crate::replication::SINGLE_NODE_LEADER_EPOCH;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -77,7 +78,11 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: MetadataRequest) -
                             .with_error_code(0)
                             .with_partition_index(index)
                             .with_leader_id(BrokerId(node_id))
-                            .with_leader_epoch(if version >= 7 { 0 } else { -1 })
+                            .with_leader_epoch(if version >= 7 {
+                                SINGLE_NODE_LEADER_EPOCH
+                            } else {
+                                -1
+                            })
                             .with_replica_nodes(vec![BrokerId(node_id)])
                             .with_isr_nodes(vec![BrokerId(node_id)])
                     })

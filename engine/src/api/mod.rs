@@ -16,6 +16,7 @@ mod groups;
 mod legacy;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
 mod producers;
@@ -119,6 +120,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::InitProducerId, 0, 5),
     api(ApiKey::DescribeProducers, 0, 0),
     api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 pub fn supported(key: ApiKey) -> Option<&'static ApiSupport> {
@@ -311,6 +313,11 @@ pub async fn dispatch(
             DescribeProducersRequest,
             DescribeProducersResponse,
             producers::describe_producers
+        ),
+        ApiKey::OffsetForLeaderEpoch => serve!(
+            OffsetForLeaderEpochRequest,
+            OffsetForLeaderEpochResponse,
+            offset_for_leader_epoch::handle
         ),
         ApiKey::ListOffsets => serve!(
             ListOffsetsRequest,

@@ -40,6 +40,10 @@ pub type NodeId = i32;
 /// Kafka's "no leader" (-1) in a registration.
 pub const NO_LEADER: NodeId = -1;
 
+/// The leader epoch of every partition of a single broker that has no controller
+/// quorum assigning epochs (KRaft also starts a partition at epoch 0).
+pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
+
 /// A partition as the controller registered it (Kafka's PartitionRecord after its
 /// PartitionChangeRecords).
 #[derive(Clone, Debug, PartialEq, Eq)]

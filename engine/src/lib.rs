@@ -28,6 +28,7 @@ pub mod group;
 pub mod metadata;
 pub mod partition;
 pub mod producer_ids;
+pub mod quorum;
 pub mod replication;
 pub mod retention;
 pub mod routing;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use weir_storage::log::LogConfig;
 
+use super::cluster::ClusterSettings;
 use super::properties;
 
 /// Where a config value came from, with Kafka's DescribeConfigs source codes.
@@ -117,6 +118,11 @@ const KNOWN_KEYS: &[(&str, Option<&str>)] = &[
     ("producer.id.expiration.check.interval.ms", Some("600000")),
 ];
 
+/// Every key weir understands: the broker's and the cluster's.
+fn known_keys() -> impl Iterator<Item = &'static (&'static str, Option<&'static str>)> {
+    KNOWN_KEYS.iter().chain(super::cluster::CLUSTER_KEYS)
+}
+
 /// Kafka keys accepted for compatibility that have no effect in weir yet (or ever:
 /// thread-pool sizes mean nothing in a thread-per-core broker).
 const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
@@ -128,10 +134,7 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
-    "process.roles",
-    "controller.quorum.voters",
     "controller.quorum.bootstrap.servers",
-    "controller.listener.names",
     "inter.broker.listener.name",
     "listener.security.protocol.map",
     "num.replica.fetchers",
@@ -190,6 +193,8 @@ pub struct LogMaintenanceSettings {
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: i32,
+    /// process.roles, the controller quorum and replication timings.
+    pub cluster: ClusterSettings,
     pub log_dirs: Vec<PathBuf>,
     pub listen_address: SocketAddr,
     pub advertised_host: String,
@@ -296,12 +301,12 @@ impl BrokerConfig {
                 warnings.push(format!(
                     "{key} is accepted for compatibility and has no effect in weir"
                 ));
-            } else if !KNOWN_KEYS.iter().any(|(known, _)| known == key) {
+            } else if !known_keys().any(|(known, _)| known == key) {
                 warnings.push(format!("unknown config key '{key}' is ignored"));
             }
         }
         let mut values = BTreeMap::new();
-        for (key, default) in KNOWN_KEYS {
+        for (key, default) in known_keys() {
             if let Some(value) = set.get(*key) {
                 values.insert(key.to_string(), (value.clone(), source_of(key)));
             } else if let Some(default) = default {
@@ -524,8 +529,22 @@ impl BrokerConfig {
                 "must be positive",
             ));
         }
+        let cluster_settings =
+            ClusterSettings::parse(&|key| get(key).map(str::to_string), node_id)?;
+        if cluster_settings.is_multi_node() {
+            return Err(invalid(
+                "controller.quorum.voters",
+                get("controller.quorum.voters").expect("several voters were parsed from it"),
+                &format!(
+                    "names {} voters, but this weir build cannot run a multi-node cluster yet \
+                     (replication is being built); name only this node, or leave the key unset",
+                    cluster_settings.voters.len()
+                ),
+            ));
+        }
         Ok(BrokerConfig {
             node_id,
+            cluster: cluster_settings,
             log_dirs,
             listen_address,
             advertised_host,
@@ -594,8 +613,7 @@ impl BrokerConfig {
 
     /// Kafka's default for broker key `key`, if it has one.
     pub fn default_value(key: &str) -> Option<&'static str> {
-        KNOWN_KEYS
-            .iter()
+        known_keys()
             .find(|(known, _)| *known == key)
             .and_then(|(_, default)| *default)
     }
@@ -851,6 +869,37 @@ mod tests {
             error.contains("default.replication.factor") && error.contains("only 1"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn kraft_keys_for_a_one_voter_quorum_are_taken_and_a_larger_quorum_is_refused_for_now() {
+        let one = load(&[
+            "node.id=1",
+            "process.roles=broker,controller",
+            "listeners=PLAINTEXT://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193",
+            "controller.listener.names=CONTROLLER",
+            "controller.quorum.voters=1@127.0.0.1:9193",
+        ])
+        .expect("a quorum of one");
+        assert!(one.warnings.is_empty(), "{:?}", one.warnings);
+        assert_eq!(
+            one.cluster.controller_listener,
+            Some("127.0.0.1:9193".parse().unwrap())
+        );
+        assert_eq!(one.listen_address, "127.0.0.1:9192".parse().unwrap());
+        let three = load(&[
+            "node.id=1",
+            "listeners=PLAINTEXT://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193",
+            "controller.quorum.voters=1@127.0.0.1:9193,2@127.0.0.1:9293,3@127.0.0.1:9393",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            three.contains("names 3 voters") && three.contains("multi-node"),
+            "{three}"
+        );
+        let roles = load(&["process.roles=controller"]).unwrap_err().to_string();
+        assert!(roles.contains("combined mode"), "{roles}");
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! user sets is remembered with its source so DescribeConfigs can report it.
 
 pub mod broker;
+pub mod cluster;
 pub mod dynamic;
 pub mod properties;
 pub mod topic;
 
 pub use broker::{BrokerConfig, ConfigError, ConfigSource};
+pub use cluster::ClusterSettings;
 pub use topic::{TOPIC_CONFIG_KEYS, TopicConfigKey};

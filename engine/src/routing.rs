@@ -17,7 +17,7 @@ pub fn shard_for(topic: &str, partition: i32, shard_count: usize) -> usize {
     ((start + partition as u64) % shard_count as u64) as usize
 }
 
-fn fnv1a_64(bytes: &[u8]) -> u64 {
+pub fn fnv1a_64(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in bytes {
         hash ^= *byte as u64;

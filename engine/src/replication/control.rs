@@ -24,7 +24,7 @@ use super::{NO_LEADER, NodeId, PartitionRegistration, ReplicationError};
 pub type PartitionKey = (String, i32);
 
 /// One replicated change of cluster state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MetadataChange {
     /// A broker (re)started as `incarnation`, unfenced.
     RegisterBroker {
@@ -41,6 +41,10 @@ pub enum MetadataChange {
     Partition {
         key: PartitionKey,
         registration: PartitionRegistration,
+    },
+    /// The partition is gone (its topic was deleted).
+    RemovePartition {
+        key: PartitionKey,
     },
 }
 
@@ -134,7 +138,24 @@ impl ReplicationControl {
                 }
                 self.partitions.insert(key.clone(), registration.clone());
             }
+            MetadataChange::RemovePartition { key } => {
+                self.partitions.remove(key);
+            }
         }
+    }
+
+    /// A newly active controller starts every registered broker's session now (heartbeat
+    /// times are not replicated), so none is fenced for the time the election took.
+    pub fn reset_sessions(&mut self, now_ms: u64) {
+        let nodes: Vec<NodeId> = self.brokers.keys().copied().collect();
+        for node in nodes {
+            self.last_heartbeat_ms.insert(node, now_ms);
+        }
+    }
+
+    /// The registered brokers.
+    pub fn brokers(&self) -> impl Iterator<Item = (NodeId, BrokerRegistration)> + '_ {
+        self.brokers.iter().map(|(&node, &broker)| (node, broker))
     }
 
     /// A new partition on `replicas`: led by the first unfenced one.

@@ -28,9 +28,11 @@
 //! time, and carry out what the state machines answer (fetch, truncate, append, send an
 //! AlterPartition, answer a producer).
 
+pub mod cluster_state;
 pub mod control;
 pub mod follower;
 pub mod leader;
+pub mod placement;
 #[cfg(test)]
 mod sim;
 
@@ -46,7 +48,7 @@ pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
 
 /// A partition as the controller registered it (Kafka's PartitionRecord after its
 /// PartitionChangeRecords).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionRegistration {
     /// Assigned replicas, preferred leader first.
     pub replicas: Vec<NodeId>,

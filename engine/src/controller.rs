@@ -1,8 +1,9 @@
 //! The controller role: the single writer of cluster metadata, on shard 0.
 //!
 //! Every change follows one sequence, serialized by `controller_lock`:
-//! validate → build the next snapshot → persist it (`weir-topics.json`, atomic) →
-//! publish it to every shard (each opens/closes the partitions it owns) → answer.
+//! validate → build the next snapshot → commit its records to the metadata log
+//! (`quorum::MetadataLog`, durable before it returns) → publish it to every shard (each
+//! opens/closes the partitions it owns) → answer.
 //! A change is acknowledged only after every shard applied it, so a client that
 //! created a topic can produce to it at once.
 
@@ -372,11 +373,19 @@ async fn commit<T>(
     }
 }
 
-/// Persists a snapshot, then installs it on every shard.
+/// Commits the change to the metadata log, then installs it on every shard.
 async fn publish(shard: &Rc<Shard>, next: ClusterMetadata) -> Result<(), String> {
-    if let Err(error) = next.persist(&shard.config.log_dirs) {
-        error!(%error, "could not persist topic metadata");
-        return Err(format!("could not persist topic metadata: {error}"));
+    let committed = {
+        let mut log = shard.metadata_log.borrow_mut();
+        let log = log
+            .as_mut()
+            .expect("the controller shard holds the metadata log");
+        let records = shard.metadata().records_for_change(&next, log.state());
+        log.commit(records)
+    };
+    if let Err(error) = committed {
+        error!(%error, "could not commit a metadata change");
+        return Err(format!("could not commit the metadata change: {error}"));
     }
     let next = Arc::new(next);
     let results = shard

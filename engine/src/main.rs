@@ -50,6 +50,8 @@ enum Command {
     Configs(cli::configs::Args),
     /// Print segment, index and time index files (kafka-dump-log.sh).
     DumpLog(cli::dump_log::Args),
+    /// Describe the metadata quorum (kafka-metadata-quorum.sh).
+    MetadataQuorum(cli::metadata_quorum::Args),
     /// Check this machine's settings for running a broker, with the fix for each.
     Tune(cli::tune::Args),
     /// Load tools: producer, consumer and end-to-end latency benchmarks
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Command::Configs(args) => cli::configs::run(args),
         Command::DumpLog(args) => cli::dump_log::run(args),
         Command::Tune(args) => cli::tune::run(args),
+        Command::MetadataQuorum(args) => cli::metadata_quorum::run(args),
         Command::Perf(args) => cli::perf::run(args),
         Command::Broker {
             config,

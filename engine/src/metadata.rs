@@ -1,20 +1,28 @@
 //! Cluster metadata: topics, their ids, partition counts, configs and log directories.
 //!
 //! One writer (shard 0, the controller role) changes it and publishes immutable
-//! snapshots (`Arc<ClusterMetadata>`) to every shard; readers never lock. On disk it is
-//! `weir-topics.json` in the first log dir (written atomically: temp → fsync → rename →
-//! fsync dir), and the partition directories themselves: a `<topic>-<partition>` dir with
-//! a `partition.metadata` file found at start-up is adopted even when the JSON does not
-//! list it, so a Kafka log directory can be adopted in place.
+//! snapshots (`Arc<ClusterMetadata>`) to every shard; readers never lock. What is shared
+//! (topics, ids, configs, partition registrations, dynamic broker configs) lives in the
+//! metadata log (`quorum::MetadataLog`, `<first log dir>/weir-quorum/`); which log dir
+//! holds a partition is this node's own business and comes from the partition
+//! directories themselves: a `<topic>-<partition>` dir found at start-up that the log
+//! does not know is adopted (a Kafka log directory can be adopted in place). A
+//! `weir-topics.json` of an older weir is imported once into a new metadata log and
+//! renamed `weir-topics.json.imported`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-use weir_storage::{checkpoint, meta};
+use weir_storage::meta;
 
-/// File holding topic definitions, in the first log dir.
+use crate::quorum::{MetadataLog, QuorumError};
+use crate::replication::NodeId;
+use crate::replication::cluster_state::{ClusterState, MetadataRecord};
+use crate::replication::control::MetadataChange;
+
+/// Topic definitions of weir before the metadata log (imported once, then renamed).
 pub const TOPICS_FILE_NAME: &str = "weir-topics.json";
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
@@ -100,28 +108,59 @@ impl ClusterMetadata {
         }
     }
 
-    /// Loads topics from `weir-topics.json` and the partition directories under `log_dirs`.
+    /// Builds the metadata from the metadata log and the partition directories under
+    /// `log_dirs`, first importing an older `weir-topics.json` into a new log and
+    /// adopting partition directories the log does not know (both committed to the log).
     pub fn load(
         cluster_id: String,
         node_id: i32,
         log_dirs: &[PathBuf],
+        log: &mut MetadataLog,
     ) -> std::io::Result<(ClusterMetadata, Vec<String>)> {
         let mut notes = Vec::new();
-        let mut topics: BTreeMap<String, TopicMetadata> = BTreeMap::new();
-        let mut broker_configs = BTreeMap::new();
-        let path = log_dirs[0].join(TOPICS_FILE_NAME);
-        match std::fs::read(&path) {
+        let quorum_error = |error: QuorumError| std::io::Error::other(error.to_string());
+        let legacy_path = log_dirs[0].join(TOPICS_FILE_NAME);
+        let mut legacy_dirs: BTreeMap<(String, i32), usize> = BTreeMap::new();
+        match std::fs::read(&legacy_path) {
             Ok(bytes) => {
                 let file: TopicsFile = serde_json::from_slice(&bytes).map_err(|error| {
                     std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
-                        format!("{}: {error}", path.display()),
+                        format!("{}: {error}", legacy_path.display()),
                     )
                 })?;
-                for topic in file.topics {
-                    topics.insert(topic.name.clone(), topic);
+                if log.is_fresh() {
+                    let mut records = Vec::new();
+                    for topic in &file.topics {
+                        let partitions = 0..topic.partitions;
+                        records.extend(topic_records(
+                            log.state(),
+                            node_id,
+                            &topic.name,
+                            topic.id,
+                            partitions,
+                            &topic.configs,
+                        ));
+                        for (partition, dir) in topic.partition_dirs.iter().enumerate() {
+                            legacy_dirs.insert((topic.name.clone(), partition as i32), *dir);
+                        }
+                    }
+                    for (resource, configs) in &file.broker_configs {
+                        records.push(MetadataRecord::BrokerConfigs {
+                            resource: resource.clone(),
+                            configs: configs.clone(),
+                        });
+                    }
+                    log.commit(records).map_err(quorum_error)?;
+                    notes.push(format!(
+                        "imported {} topics from {} into the metadata log",
+                        file.topics.len(),
+                        legacy_path.display()
+                    ));
                 }
-                broker_configs = file.broker_configs;
+                let imported = legacy_path.with_extension("json.imported");
+                std::fs::rename(&legacy_path, &imported)?;
+                weir_storage::checkpoint::sync_dir(&log_dirs[0]).map_err(std::io::Error::other)?;
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(error),
@@ -156,61 +195,144 @@ impl ClusterMetadata {
                     .insert(partition, (dir_index, topic_id));
             }
         }
-        for (name, partitions) in found {
-            let count = partitions.keys().max().map_or(0, |max| max + 1);
-            match topics.get_mut(&name) {
-                Some(topic) => {
-                    for (partition, (dir_index, _)) in &partitions {
-                        if (*partition as usize) < topic.partition_dirs.len() {
-                            topic.partition_dirs[*partition as usize] = *dir_index;
-                        }
-                    }
-                }
-                None => {
-                    let id = partitions
-                        .values()
-                        .find_map(|(_, id)| *id)
-                        .unwrap_or_else(Uuid::new_v4);
-                    let mut partition_dirs = vec![0; count as usize];
-                    for (partition, (dir_index, _)) in &partitions {
-                        partition_dirs[*partition as usize] = *dir_index;
-                    }
-                    notes.push(format!(
-                        "adopted topic {name} ({count} partitions) found on disk"
-                    ));
-                    topics.insert(
-                        name.clone(),
-                        TopicMetadata {
-                            name,
-                            id,
-                            partitions: count,
-                            configs: BTreeMap::new(),
-                            partition_dirs,
-                        },
-                    );
-                }
+        let mut adopted = Vec::new();
+        for (name, partitions) in &found {
+            if log.state().topic(name).is_some() {
+                continue;
             }
+            let count = partitions.keys().max().map_or(0, |max| max + 1);
+            let id = partitions
+                .values()
+                .find_map(|(_, id)| *id)
+                .unwrap_or_else(Uuid::new_v4);
+            adopted.extend(topic_records(
+                log.state(),
+                node_id,
+                name,
+                id,
+                0..count,
+                &BTreeMap::new(),
+            ));
+            notes.push(format!(
+                "adopted topic {name} ({count} partitions) found on disk"
+            ));
         }
-        let metadata = ClusterMetadata {
+        log.commit(adopted).map_err(quorum_error)?;
+        let state = log.state();
+        let mut topics = BTreeMap::new();
+        for (name, topic) in state.topics() {
+            let partition_dirs = (0..topic.partitions)
+                .map(|partition| {
+                    found
+                        .get(name)
+                        .and_then(|dirs| dirs.get(&partition))
+                        .map(|(dir, _)| *dir)
+                        .or_else(|| legacy_dirs.get(&(name.clone(), partition)).copied())
+                        .filter(|dir| *dir < log_dirs.len())
+                        .unwrap_or(usize::MAX)
+                })
+                .collect();
+            topics.insert(
+                name.clone(),
+                TopicMetadata {
+                    name: name.clone(),
+                    id: topic.id,
+                    partitions: topic.partitions,
+                    configs: topic.configs.clone(),
+                    partition_dirs,
+                },
+            );
+        }
+        let mut metadata = ClusterMetadata {
             cluster_id,
             node_id,
             topics,
             topic_names_by_id: HashMap::new(),
-            broker_configs,
+            broker_configs: state.broker_configs().clone(),
             version: 0,
         };
+        // Partitions without a directory yet (created, never opened) get the least
+        // loaded log dir, as at creation.
+        let missing: Vec<(String, usize)> = metadata
+            .topics
+            .values()
+            .flat_map(|topic| {
+                topic
+                    .partition_dirs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, dir)| **dir == usize::MAX)
+                    .map(|(partition, _)| (topic.name.clone(), partition))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (name, partition) in missing {
+            let dir = metadata.least_loaded_dir(log_dirs.len(), &[]);
+            metadata
+                .topics
+                .get_mut(&name)
+                .expect("listed above")
+                .partition_dirs[partition] = dir;
+        }
         Ok((metadata.with_change(|_| {}), notes))
     }
 
-    /// Writes `weir-topics.json` atomically into the first log dir.
-    pub fn persist(&self, log_dirs: &[PathBuf]) -> Result<(), weir_storage::error::StorageError> {
-        let file = TopicsFile {
-            version: 1,
-            topics: self.topics.values().cloned().collect(),
-            broker_configs: self.broker_configs.clone(),
-        };
-        let bytes = serde_json::to_vec_pretty(&file).expect("topic metadata always serializes");
-        checkpoint::write_atomically(&log_dirs[0].join(TOPICS_FILE_NAME), &bytes)
+    /// The metadata log records that turn `self` into `next` (a controller change of a
+    /// single node: every partition on this node, which leads it).
+    pub fn records_for_change(
+        &self,
+        next: &ClusterMetadata,
+        state: &ClusterState,
+    ) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        for (name, topic) in &self.topics {
+            let replaced = next.topics.get(name).is_none_or(|now| now.id != topic.id);
+            if replaced {
+                records.extend((0..topic.partitions).map(|partition| {
+                    MetadataRecord::Replication(MetadataChange::RemovePartition {
+                        key: (name.clone(), partition),
+                    })
+                }));
+                records.push(MetadataRecord::RemoveTopic { name: name.clone() });
+            }
+        }
+        for (name, topic) in &next.topics {
+            match self.topics.get(name).filter(|before| before.id == topic.id) {
+                None => records.extend(topic_records(
+                    state,
+                    self.node_id,
+                    name,
+                    topic.id,
+                    0..topic.partitions,
+                    &topic.configs,
+                )),
+                Some(before) => {
+                    if before.configs != topic.configs {
+                        records.push(MetadataRecord::TopicConfigs {
+                            name: name.clone(),
+                            configs: topic.configs.clone(),
+                        });
+                    }
+                    let grown = before.partitions..topic.partitions;
+                    records.extend(partition_records(state, self.node_id, name, grown));
+                }
+            }
+        }
+        let resources: std::collections::BTreeSet<&String> = self
+            .broker_configs
+            .keys()
+            .chain(next.broker_configs.keys())
+            .collect();
+        for resource in resources {
+            let now = next.broker_configs.get(resource);
+            if self.broker_configs.get(resource) != now {
+                records.push(MetadataRecord::BrokerConfigs {
+                    resource: resource.clone(),
+                    configs: now.cloned().unwrap_or_default(),
+                });
+            }
+        }
+        records
     }
 
     /// Picks the log dir for a new partition: the one holding the fewest partitions.
@@ -230,6 +352,40 @@ impl ClusterMetadata {
             .min_by_key(|dir| (counts[*dir], *dir))
             .expect("at least one log dir")
     }
+}
+
+/// A topic's records on a single node: the topic, then its partitions led by `node_id`.
+fn topic_records(
+    state: &ClusterState,
+    node_id: NodeId,
+    name: &str,
+    id: Uuid,
+    partitions: std::ops::Range<i32>,
+    configs: &BTreeMap<String, String>,
+) -> Vec<MetadataRecord> {
+    let mut records = vec![MetadataRecord::Topic {
+        name: name.to_string(),
+        id,
+        configs: configs.clone(),
+    }];
+    records.extend(partition_records(state, node_id, name, partitions));
+    records
+}
+
+fn partition_records(
+    state: &ClusterState,
+    node_id: NodeId,
+    name: &str,
+    partitions: std::ops::Range<i32>,
+) -> Vec<MetadataRecord> {
+    partitions
+        .flat_map(|partition| {
+            state
+                .control()
+                .create_partition((name.to_string(), partition), vec![node_id])
+        })
+        .map(MetadataRecord::Replication)
+        .collect()
 }
 
 /// The directory of one partition.
@@ -327,6 +483,163 @@ mod tests {
         assert!(validate_topic_name("..").is_err());
         assert!(validate_topic_name("has space").is_err());
         assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+
+    use crate::replication::cluster_state::Endpoint;
+    use crate::replication::control::ReplicationControl;
+
+    fn open_log(dir: &Path) -> MetadataLog {
+        let mut log =
+            MetadataLog::open(dir, 0, &[0], ReplicationControl::new(9_000)).expect("open");
+        let endpoint = Endpoint {
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+        };
+        let incarnation = log
+            .state()
+            .control()
+            .broker(0)
+            .map_or(1, |b| b.incarnation + 1);
+        let records = log
+            .state_mut()
+            .register_broker(0, incarnation, true, endpoint, 0);
+        log.commit(records).expect("register");
+        log
+    }
+
+    fn load(dirs: &[PathBuf]) -> (ClusterMetadata, Vec<String>) {
+        let mut log = open_log(&dirs[0]);
+        ClusterMetadata::load("cluster".into(), 0, dirs, &mut log).expect("load")
+    }
+
+    #[test]
+    fn an_older_topics_file_is_imported_once_then_the_log_is_the_truth() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dirs = vec![dir.path().to_path_buf()];
+        let id = Uuid::new_v4();
+        let legacy = TopicsFile {
+            version: 1,
+            topics: vec![TopicMetadata {
+                name: "orders".into(),
+                id,
+                partitions: 3,
+                configs: BTreeMap::from([("retention.ms".into(), "60000".into())]),
+                partition_dirs: vec![0, 0, 0],
+            }],
+            broker_configs: BTreeMap::from([(
+                String::new(),
+                BTreeMap::from([("log.retention.hours".into(), "2".into())]),
+            )]),
+        };
+        std::fs::write(
+            dir.path().join(TOPICS_FILE_NAME),
+            serde_json::to_vec(&legacy).expect("json"),
+        )
+        .expect("write");
+        let (metadata, notes) = load(&dirs);
+        assert!(
+            notes.iter().any(|note| note.contains("imported 1 topics")),
+            "{notes:?}"
+        );
+        let orders = metadata.topic("orders").expect("imported");
+        assert_eq!((orders.id, orders.partitions), (id, 3));
+        assert_eq!(orders.configs["retention.ms"], "60000");
+        assert_eq!(metadata.broker_configs[""]["log.retention.hours"], "2");
+        assert!(!dir.path().join(TOPICS_FILE_NAME).exists());
+        assert!(dir.path().join("weir-topics.json.imported").exists());
+        // The next start reads the log alone.
+        let (again, notes) = load(&dirs);
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(again.topic("orders"), metadata.topic("orders"));
+    }
+
+    #[test]
+    fn partition_directories_the_log_does_not_know_are_adopted_with_their_topic_id() {
+        let first = tempfile::tempdir().expect("tempdir");
+        let second = tempfile::tempdir().expect("tempdir");
+        let dirs = vec![first.path().to_path_buf(), second.path().to_path_buf()];
+        let id = Uuid::new_v4();
+        for partition in [0, 2] {
+            let path = second.path().join(format!("kafka-topic-{partition}"));
+            std::fs::create_dir_all(&path).expect("mkdir");
+            meta::PartitionMetadata { topic_id: id }
+                .write(&path)
+                .expect("write");
+        }
+        let (metadata, notes) = load(&dirs);
+        assert!(
+            notes
+                .iter()
+                .any(|note| note.contains("adopted topic kafka-topic (3 partitions)")),
+            "{notes:?}"
+        );
+        let topic = metadata.topic("kafka-topic").expect("adopted");
+        assert_eq!(topic.id, id);
+        assert_eq!(
+            (topic.partition_dirs[0], topic.partition_dirs[2]),
+            (1, 1),
+            "found where the data is"
+        );
+        let (again, notes) = load(&dirs);
+        assert!(notes.is_empty(), "adopted once: {notes:?}");
+        assert_eq!(again.topic("kafka-topic").map(|t| t.id), Some(id));
+    }
+
+    #[test]
+    fn controller_changes_become_records_that_rebuild_the_same_metadata() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dirs = vec![dir.path().to_path_buf()];
+        let mut log = open_log(&dirs[0]);
+        let (mut current, _) = ClusterMetadata::load("c".into(), 0, &dirs, &mut log).expect("load");
+        let topic = |name: &str, partitions: i32, retention: &str| TopicMetadata {
+            name: name.into(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs: BTreeMap::from([("retention.ms".into(), retention.into())]),
+            partition_dirs: vec![0; partitions as usize],
+        };
+        let (a, b) = (topic("a", 2, "1000"), topic("b", 1, "2000"));
+        type Step = Box<dyn Fn(&ClusterMetadata) -> ClusterMetadata>;
+        let steps: Vec<Step> = vec![
+            Box::new(move |m| {
+                m.with_change(|t| {
+                    t.insert("a".into(), a.clone());
+                    t.insert("b".into(), b.clone());
+                })
+            }),
+            Box::new(|m| {
+                m.with_change(|t| {
+                    let a = t.get_mut("a").expect("a");
+                    a.partitions = 5;
+                    a.partition_dirs = vec![0; 5];
+                    a.configs.insert("retention.ms".into(), "9".into());
+                })
+            }),
+            Box::new(|m| {
+                let mut next = m.with_change(|t| {
+                    t.remove("b");
+                });
+                next.broker_configs.insert(
+                    "0".into(),
+                    BTreeMap::from([("log.cleaner.backoff.ms".into(), "5".into())]),
+                );
+                next
+            }),
+        ];
+        for step in steps {
+            let next = step(&current);
+            let records = current.records_for_change(&next, log.state());
+            log.commit(records).expect("commit");
+            current = next;
+        }
+        drop(log);
+        let (rebuilt, _) = load(&dirs);
+        assert_eq!(rebuilt.topics.keys().collect::<Vec<_>>(), vec!["a"]);
+        let a = rebuilt.topic("a").expect("a");
+        assert_eq!((a.partitions, a.configs["retention.ms"].as_str()), (5, "9"));
+        assert_eq!(a.id, current.topic("a").expect("a").id);
+        assert_eq!(rebuilt.broker_configs, current.broker_configs);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Start-up (main thread, before any traffic):
 //! 1. config → environment checks (cores, io_uring, RLIMIT_MEMLOCK sized per shard);
-//! 2. log dirs + `meta.properties` (cluster id); topic metadata from `weir-topics.json`
+//! 2. log dirs + `meta.properties` (cluster id); the metadata log (`weir-quorum/`, a
+//!    quorum of one) opened, replayed and this broker registered in it
 //!    and the partition dirs; recovery points and clean-shutdown markers per dir;
 //! 3. one pinned glommio executor per shard, connected by bounded channels; each opens
 //!    (recovering) the partitions it owns, then binds the listener with SO_REUSEPORT;
@@ -33,6 +34,9 @@ use weir_storage::{checkpoint, meta};
 
 use crate::config::BrokerConfig;
 use crate::metadata::{ClusterMetadata, ensure_meta_properties};
+use crate::quorum::MetadataLog;
+use crate::replication::cluster_state::Endpoint;
+use crate::replication::control::ReplicationControl;
 use crate::shard::{CROSS_SHARD_CHANNEL_CAPACITY, CheckpointEntry, Shard, ShardTask, StartupState};
 
 /// Pending connections the kernel queues per shard listener.
@@ -72,8 +76,15 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
     ensure_port_is_free(config.listen_address)?;
     let cluster_id = ensure_meta_properties(&config.log_dirs, config.node_id)
         .map_err(|message| anyhow!(message))?;
-    let (metadata, notes) = ClusterMetadata::load(cluster_id, config.node_id, &config.log_dirs)
-        .context("cannot load topic metadata")?;
+    let mut metadata_log = open_metadata_log(&config)?;
+    let (metadata, notes) = ClusterMetadata::load(
+        cluster_id,
+        config.node_id,
+        &config.log_dirs,
+        &mut metadata_log,
+    )
+    .context("cannot load topic metadata")?;
+    let mut metadata_log = Some(metadata_log);
     for note in notes {
         info!("{note}");
     }
@@ -104,6 +115,11 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
     let mut handles = Vec::with_capacity(shard_count);
     for (id, (my_senders, my_receivers)) in senders.into_iter().zip(receivers).enumerate() {
         let core = cores[id % cores.len()];
+        let log = if id == crate::controller::CONTROLLER_SHARD {
+            metadata_log.take()
+        } else {
+            None
+        };
         let (config, metadata, startup, stop, running, ready) = (
             config.clone(),
             metadata.clone(),
@@ -124,6 +140,7 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
                     shard_count,
                     config,
                     metadata,
+                    log,
                     startup,
                     my_senders,
                     my_receivers,
@@ -184,12 +201,45 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens this node's metadata log (a quorum of one) and registers this broker in it:
+/// every start is a new incarnation, with its client endpoint.
+fn open_metadata_log(config: &BrokerConfig) -> anyhow::Result<MetadataLog> {
+    let cluster = &config.cluster;
+    let control = ReplicationControl::new(cluster.broker_session_timeout_ms)
+        .with_unclean_leader_election(cluster.unclean_leader_election);
+    let node_id = config.node_id;
+    let mut log = MetadataLog::open(&config.log_dirs[0], node_id, &[node_id], control)
+        .context("cannot open the metadata log")?;
+    let incarnation = log
+        .state()
+        .control()
+        .broker(node_id)
+        .map_or(1, |b| b.incarnation + 1);
+    let clean = config
+        .log_dirs
+        .iter()
+        .all(|dir| weir_storage::meta::has_clean_shutdown_marker(dir));
+    let endpoint = Endpoint {
+        host: config.advertised_host.clone(),
+        port: config.advertised_port as u16,
+        rack: None,
+    };
+    let now_ms = weir_storage::now_ms().max(0) as u64;
+    let records = log
+        .state_mut()
+        .register_broker(node_id, incarnation, clean, endpoint, now_ms);
+    log.commit(records)
+        .context("cannot register this broker in the metadata log")?;
+    Ok(log)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn shard_main(
     id: usize,
     count: usize,
     config: Arc<BrokerConfig>,
     metadata: Arc<ClusterMetadata>,
+    metadata_log: Option<MetadataLog>,
     startup: Arc<StartupState>,
     senders: Vec<Option<SharedSender<ShardTask>>>,
     receivers: Vec<SharedReceiver<ShardTask>>,
@@ -214,6 +264,7 @@ async fn shard_main(
         ClusterMetadata::default().into(),
         connected_senders,
     );
+    *shard.metadata_log.borrow_mut() = metadata_log;
     for receiver in connected_receivers {
         glommio::spawn_local(shard.clone().serve_peer(receiver)).detach();
     }

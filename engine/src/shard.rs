@@ -76,6 +76,8 @@ pub struct Shard {
     shutting_down: std::cell::Cell<bool>,
     /// Serializes metadata changes; only used on shard 0 (the controller role).
     pub controller_lock: glommio::sync::Semaphore,
+    /// The metadata log; held by shard 0 (the controller role) only.
+    pub metadata_log: RefCell<Option<crate::quorum::MetadataLog>>,
     /// Serializes checkpoint writes (the periodic one, DeleteRecords', shutdown's) so an
     /// older view never overwrites a newer one; only used on shard 0.
     pub checkpoint_lock: glommio::sync::Semaphore,
@@ -131,6 +133,7 @@ impl Shard {
             shutdown: Event::new(),
             shutting_down: std::cell::Cell::new(false),
             controller_lock: glommio::sync::Semaphore::new(1),
+            metadata_log: RefCell::new(None),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             connections: glommio::sync::Gate::new(),
             exit: Event::new(),

@@ -114,6 +114,7 @@ fn every_advertised_api_version_answers_correctly() {
         ApiKey::DescribeProducers,
         ApiKey::DeleteRecords,
         ApiKey::OffsetForLeaderEpoch,
+        ApiKey::DescribeQuorum,
     ];
     assert_eq!(apis.len(), expected_keys.len(), "{apis:?}");
     let range = |key: ApiKey| {
@@ -393,6 +394,51 @@ fn every_advertised_api_version_answers_correctly() {
             ],
             "OffsetForLeaderEpoch v{version}"
         );
+    }
+
+    for version in range(ApiKey::DescribeQuorum) {
+        use kafka_protocol::messages::describe_quorum_request as dq;
+        let topic = |name: &str, partition: i32| {
+            dq::TopicData::default()
+                .with_topic_name(self::name(name))
+                .with_partitions(vec![
+                    dq::PartitionData::default().with_partition_index(partition),
+                ])
+        };
+        let request = DescribeQuorumRequest::default().with_topics(vec![
+            topic("__cluster_metadata", 0),
+            topic("__cluster_metadata", 1),
+            topic("main", 0),
+        ]);
+        let response = client.call(version, &request);
+        assert_eq!(response.error_code, 0, "DescribeQuorum v{version}");
+        let quorum = &response.topics[0].partitions[0];
+        assert_eq!(
+            (quorum.error_code, quorum.leader_id.0),
+            (0, 0),
+            "DescribeQuorum v{version}"
+        );
+        assert!(
+            quorum.leader_epoch >= 1 && quorum.high_watermark >= 1,
+            "{quorum:?}"
+        );
+        assert_eq!(quorum.current_voters.len(), 1);
+        assert_eq!(
+            quorum.current_voters[0].log_end_offset,
+            quorum.high_watermark
+        );
+        assert_eq!(
+            response.topics[1].partitions[0].error_code, 3,
+            "only partition 0 exists"
+        );
+        assert_eq!(
+            response.topics[2].partitions[0].error_code, 3,
+            "only the metadata topic"
+        );
+        if version >= 2 {
+            assert_eq!(response.nodes.len(), 1);
+            assert_eq!(response.nodes[0].listeners[0].port, broker.port);
+        }
     }
 
     for version in range(ApiKey::DescribeConfigs) {

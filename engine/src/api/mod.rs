@@ -9,6 +9,7 @@ mod alter_configs;
 mod api_versions;
 mod configs;
 mod delete_records;
+mod describe_quorum;
 mod fetch;
 mod find_coordinator;
 mod group_admin;
@@ -121,6 +122,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::DescribeProducers, 0, 0),
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    api(ApiKey::DescribeQuorum, 0, 2),
 ];
 
 pub fn supported(key: ApiKey) -> Option<&'static ApiSupport> {
@@ -313,6 +315,11 @@ pub async fn dispatch(
             DescribeProducersRequest,
             DescribeProducersResponse,
             producers::describe_producers
+        ),
+        ApiKey::DescribeQuorum => serve!(
+            DescribeQuorumRequest,
+            DescribeQuorumResponse,
+            describe_quorum::handle
         ),
         ApiKey::OffsetForLeaderEpoch => serve!(
             OffsetForLeaderEpochRequest,

@@ -20,6 +20,7 @@ pub mod dump_log;
 pub mod fetched_records;
 pub mod groups;
 pub mod line_reader;
+pub mod metadata_quorum;
 pub mod partitioner;
 pub mod perf;
 pub mod produce;

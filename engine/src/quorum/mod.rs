@@ -14,10 +14,14 @@
 //! machine restores first); nothing is acknowledged to a peer before it is fdatasync'ed;
 //! a single node is a one-voter quorum on the same path.
 //!
-//! Not wired to the broker yet: the metadata state machine and the transport come next.
+//! `MetadataLog` runs the metadata state machine (`replication::cluster_state`) on it; a
+//! single broker is a quorum of one. The transport between voters comes next.
 
+mod metadata_log;
 mod node;
 mod storage;
+
+pub use metadata_log::{MetadataLog, QUORUM_DIR_NAME, QuorumDescription, VoterProgress, raft_id};
 
 pub use node::{Committed, QuorumNode, QuorumTiming, Ready, decode_message, encode_message};
 pub use storage::DiskStorage;
@@ -51,7 +55,8 @@ pub enum QuorumError {
     Raft(#[from] raft::Error),
 }
 
-/// Forwards `raft`'s slog records to `tracing` (target `weir_engine::quorum::raft`).
+/// Forwards `raft`'s slog records to `tracing` (target `weir_engine::quorum::raft`);
+/// its chatty info level (every state change) becomes debug.
 struct TracingDrain;
 
 struct KeyValues(String);
@@ -84,9 +89,6 @@ impl slog::Drain for TracingDrain {
             }
             slog::Level::Warning => {
                 tracing::warn!(target: "weir_engine::quorum::raft", "{message}{}", fields.0)
-            }
-            slog::Level::Info => {
-                tracing::info!(target: "weir_engine::quorum::raft", "{message}{}", fields.0)
             }
             _ => tracing::debug!(target: "weir_engine::quorum::raft", "{message}{}", fields.0),
         }

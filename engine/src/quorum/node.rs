@@ -114,6 +114,21 @@ impl QuorumNode {
         self.raw.raft.term
     }
 
+    /// The index of the last committed entry.
+    pub fn commit_index(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    /// The index of the last entry in the log (a proposal just made is at this index).
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
+    /// Starts an election now (a single voter elects itself at once).
+    pub fn campaign(&mut self) -> Result<(), QuorumError> {
+        self.raw.campaign().map_err(QuorumError::from)
+    }
+
     pub fn tick(&mut self) {
         self.raw.tick();
     }

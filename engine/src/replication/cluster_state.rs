@@ -143,6 +143,14 @@ impl ClusterState {
         self.endpoints.get(&node)
     }
 
+    /// (node, host, port) of every registered broker's client endpoint.
+    pub fn endpoints_snapshot(&self) -> Vec<(NodeId, String, u16)> {
+        self.endpoints
+            .iter()
+            .map(|(&node, endpoint)| (node, endpoint.host.clone(), endpoint.port))
+            .collect()
+    }
+
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionRegistration> {
         self.control.partition(&(topic.to_string(), partition))
     }

@@ -128,6 +128,7 @@ pub async fn create_topics(
                 partitions,
                 configs: request.configs.clone(),
                 partition_dirs,
+                registrations: Vec::new(),
             })
         })();
         if let Ok(topic) = &outcome {
@@ -374,14 +375,18 @@ async fn commit<T>(
 }
 
 /// Commits the change to the metadata log, then installs it on every shard.
-async fn publish(shard: &Rc<Shard>, next: ClusterMetadata) -> Result<(), String> {
+async fn publish(shard: &Rc<Shard>, mut next: ClusterMetadata) -> Result<(), String> {
     let committed = {
         let mut log = shard.metadata_log.borrow_mut();
         let log = log
             .as_mut()
             .expect("the controller shard holds the metadata log");
         let records = shard.metadata().records_for_change(&next, log.state());
-        log.commit(records)
+        let committed = log.commit(records);
+        if committed.is_ok() {
+            next.refresh_from_log(log.state());
+        }
+        committed
     };
     if let Err(error) = committed {
         error!(%error, "could not commit a metadata change");

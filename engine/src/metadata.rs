@@ -18,9 +18,9 @@ use uuid::Uuid;
 use weir_storage::meta;
 
 use crate::quorum::{MetadataLog, QuorumError};
-use crate::replication::NodeId;
 use crate::replication::cluster_state::{ClusterState, MetadataRecord};
 use crate::replication::control::MetadataChange;
+use crate::replication::{NodeId, PartitionRegistration};
 
 /// Topic definitions of weir before the metadata log (imported once, then renamed).
 pub const TOPICS_FILE_NAME: &str = "weir-topics.json";
@@ -37,6 +37,10 @@ pub struct TopicMetadata {
     pub configs: BTreeMap<String, String>,
     /// Index into `log.dirs` for each partition.
     pub partition_dirs: Vec<usize>,
+    /// Each partition's registration in the metadata log (leader, epochs, replicas,
+    /// ISR); filled from the log, never from an older topics file.
+    #[serde(default, skip)]
+    pub registrations: Vec<PartitionRegistration>,
 }
 
 impl TopicMetadata {
@@ -55,8 +59,20 @@ pub struct ClusterMetadata {
     /// Dynamic broker configs set with AlterConfigs, by resource name: `""` applies to
     /// every broker, `"<node id>"` to one.
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Registered brokers: (node, client host, client port, fenced).
+    pub brokers: Vec<BrokerInfo>,
     /// Bumped at every change, so shards can tell snapshots apart.
     pub version: u64,
+}
+
+/// A registered broker as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub node_id: NodeId,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+    pub fenced: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -104,8 +120,37 @@ impl ClusterMetadata {
             topics,
             topic_names_by_id,
             broker_configs: self.broker_configs.clone(),
+            brokers: self.brokers.clone(),
             version: self.version + 1,
         }
+    }
+
+    /// Takes partition registrations and brokers from the applied metadata log (after
+    /// a change was committed, or at start-up).
+    pub fn refresh_from_log(&mut self, state: &ClusterState) {
+        for (name, topic) in self.topics.iter_mut() {
+            topic.registrations = (0..topic.partitions)
+                .map(|partition| {
+                    state
+                        .partition(name, partition)
+                        .cloned()
+                        .expect("every published partition is registered in the metadata log")
+                })
+                .collect();
+        }
+        self.brokers = state
+            .control()
+            .brokers()
+            .filter_map(|(node_id, broker)| {
+                state.endpoint(node_id).map(|endpoint| BrokerInfo {
+                    node_id,
+                    host: endpoint.host.clone(),
+                    port: endpoint.port,
+                    rack: endpoint.rack.clone(),
+                    fenced: broker.fenced,
+                })
+            })
+            .collect();
     }
 
     /// Builds the metadata from the metadata log and the partition directories under
@@ -240,6 +285,7 @@ impl ClusterMetadata {
                     partitions: topic.partitions,
                     configs: topic.configs.clone(),
                     partition_dirs,
+                    registrations: Vec::new(),
                 },
             );
         }
@@ -249,8 +295,10 @@ impl ClusterMetadata {
             topics,
             topic_names_by_id: HashMap::new(),
             broker_configs: state.broker_configs().clone(),
+            brokers: Vec::new(),
             version: 0,
         };
+        metadata.refresh_from_log(state);
         // Partitions without a directory yet (created, never opened) get the least
         // loaded log dir, as at creation.
         let missing: Vec<(String, usize)> = metadata
@@ -526,6 +574,7 @@ mod tests {
                 partitions: 3,
                 configs: BTreeMap::from([("retention.ms".into(), "60000".into())]),
                 partition_dirs: vec![0, 0, 0],
+                registrations: Vec::new(),
             }],
             broker_configs: BTreeMap::from([(
                 String::new(),
@@ -598,6 +647,7 @@ mod tests {
             partitions,
             configs: BTreeMap::from([("retention.ms".into(), retention.into())]),
             partition_dirs: vec![0; partitions as usize],
+            registrations: Vec::new(),
         };
         let (a, b) = (topic("a", 2, "1000"), topic("b", 1, "2000"));
         type Step = Box<dyn Fn(&ClusterMetadata) -> ClusterMetadata>;

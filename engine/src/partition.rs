@@ -99,12 +99,21 @@ impl Partition {
             space,
             flush_interval_ms: Cell::new(flush_interval_ms),
             last_flush_ms: Cell::new(weir_storage::now_ms()),
-            leader_epoch: Cell::new(crate::replication::SINGLE_NODE_LEADER_EPOCH),
+            leader_epoch: Cell::new(crate::replication::INITIAL_LEADER_EPOCH),
         })
     }
 
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch.get()
+    }
+
+    /// The leader epoch of the partition's current registration (it only grows).
+    pub fn set_leader_epoch(&self, leader_epoch: i32) {
+        assert!(
+            leader_epoch >= self.leader_epoch.get(),
+            "leader epochs never go back"
+        );
+        self.leader_epoch.set(leader_epoch);
     }
 
     /// KIP-320's check of a request's `current_leader_epoch` (-1: not checked): an older

@@ -319,8 +319,15 @@ impl Shard {
                     continue;
                 }
                 let existing = self.partition(&topic.name, index);
+                let leader_epoch = topic
+                    .registrations
+                    .get(index as usize)
+                    .map(|r| r.leader_epoch);
                 match existing {
                     Some(partition) => {
+                        if let Some(epoch) = leader_epoch {
+                            partition.set_leader_epoch(epoch);
+                        }
                         if log_defaults_changed
                             || previous.topic(&topic.name).map(|before| &before.configs)
                                 != Some(&topic.configs)
@@ -332,6 +339,9 @@ impl Shard {
                         let partition = self
                             .open_partition(topic, index, config.clone(), startup)
                             .await?;
+                        if let Some(epoch) = leader_epoch {
+                            partition.set_leader_epoch(epoch);
+                        }
                         if topic.name == OFFSETS_TOPIC {
                             let records = self.groups.load_partition(&partition).await;
                             self.groups.restore_groups(self, index);

@@ -197,6 +197,7 @@ mod tests {
             partitions: 1,
             configs: BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
             partition_dirs: vec![0],
+            registrations: Vec::new(),
         };
         let entries = topic_config_entries(&config, &topic);
         let retention = entries

@@ -1,7 +1,7 @@
 //! Metadata v0–12: brokers, topics (by name or, v10+, by id), partitions, leaders;
 //! auto-creates requested topics when `auto.create.topics.enable` allows it.
 
-use crate::replication::SINGLE_NODE_LEADER_EPOCH;
+use crate::replication::NO_LEADER;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -72,19 +72,47 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: MetadataRequest) -
             .with_topic_id(if version >= 10 { topic.id } else { Uuid::nil() })
             .with_is_internal(version >= 1 && topic.is_internal())
             .with_partitions(
-                (0..topic.partitions)
-                    .map(|index| {
+                topic
+                    .registrations
+                    .iter()
+                    .enumerate()
+                    .map(|(index, registration)| {
+                        let ids = |nodes: &[i32]| {
+                            nodes.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>()
+                        };
+                        // Replicas on fenced brokers are offline (Kafka's offline_replicas).
+                        let offline: Vec<i32> = registration
+                            .replicas
+                            .iter()
+                            .copied()
+                            .filter(|id| {
+                                metadata
+                                    .brokers
+                                    .iter()
+                                    .any(|b| b.node_id == *id && b.fenced)
+                            })
+                            .collect();
+                        let error = if registration.leader == NO_LEADER {
+                            ResponseError::LeaderNotAvailable.code()
+                        } else {
+                            0
+                        };
                         MetadataResponsePartition::default()
-                            .with_error_code(0)
-                            .with_partition_index(index)
-                            .with_leader_id(BrokerId(node_id))
+                            .with_error_code(error)
+                            .with_partition_index(index as i32)
+                            .with_leader_id(BrokerId(registration.leader))
                             .with_leader_epoch(if version >= 7 {
-                                SINGLE_NODE_LEADER_EPOCH
+                                registration.leader_epoch
                             } else {
                                 -1
                             })
-                            .with_replica_nodes(vec![BrokerId(node_id)])
-                            .with_isr_nodes(vec![BrokerId(node_id)])
+                            .with_replica_nodes(ids(&registration.replicas))
+                            .with_isr_nodes(ids(&registration.isr))
+                            .with_offline_replicas(if version >= 5 {
+                                ids(&offline)
+                            } else {
+                                Vec::new()
+                            })
                     })
                     .collect(),
             )
@@ -121,12 +149,20 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: MetadataRequest) -
             .collect(),
     };
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(node_id))
-                .with_host(StrBytes::from_string(shard.config.advertised_host.clone()))
-                .with_port(shard.config.advertised_port),
-        ])
+        .with_brokers(
+            metadata
+                .brokers
+                .iter()
+                .filter(|broker| !broker.fenced)
+                .map(|broker| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(broker.node_id))
+                        .with_host(StrBytes::from_string(broker.host.clone()))
+                        .with_port(broker.port as i32)
+                        .with_rack(broker.rack.clone().map(StrBytes::from_string))
+                })
+                .collect(),
+        )
         .with_cluster_id((version >= 2).then(|| StrBytes::from_string(metadata.cluster_id.clone())))
         .with_controller_id(BrokerId(if version >= 1 { node_id } else { -1 }))
         .with_topics(topics)

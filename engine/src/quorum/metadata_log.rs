@@ -55,6 +55,10 @@ pub struct MetadataLog {
     snapshot_index: u64,
     /// The directory had no quorum log before this open.
     fresh: bool,
+    /// Set when persisting failed (a full disk, an I/O error): Raft's view and the disk
+    /// may then disagree, so no further change is accepted until a restart replays the
+    /// log from disk (Kafka's controller stops on such an error too).
+    failed: Option<String>,
 }
 
 /// Raft's id for a Kafka node id.
@@ -98,6 +102,7 @@ impl MetadataLog {
             state,
             snapshot_index,
             fresh,
+            failed: None,
         };
         for _ in 0..ROUNDS_MAX {
             log.drive()?;
@@ -152,6 +157,18 @@ impl MetadataLog {
         if batch.is_empty() {
             return Ok(());
         }
+        if let Some(reason) = &self.failed {
+            return Err(QuorumError::Stopped(reason.clone()));
+        }
+        let result = self.commit_unchecked(batch);
+        if let Err(error) = &result {
+            tracing::error!(%error, "the metadata log stopped taking changes until the broker restarts");
+            self.failed = Some(error.to_string());
+        }
+        result
+    }
+
+    fn commit_unchecked(&mut self, batch: Vec<MetadataRecord>) -> Result<(), QuorumError> {
         let data = serde_json::to_vec(&batch).expect("metadata records always serialize");
         self.node.propose(data)?;
         let index = self.node.last_index();
@@ -215,6 +232,38 @@ mod tests {
         };
         let records = log.state_mut().register_broker(0, 1, true, endpoint, 0);
         log.commit(records).expect("commit");
+    }
+
+    #[test]
+    fn a_failed_write_stops_the_log_until_a_restart_replays_what_is_on_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open(dir.path());
+        register(&mut log);
+        // The hard state cannot be replaced: its temp file's name is taken by a directory.
+        let blocker = dir.path().join(QUORUM_DIR_NAME).join("hard-state.tmp");
+        std::fs::create_dir(&blocker).expect("mkdir");
+        let records = log
+            .state()
+            .create_topic("t", Uuid::new_v4(), 1, 1, None, BTreeMap::new())
+            .expect("create");
+        let error = log.commit(records.clone()).expect_err("the write fails");
+        assert!(matches!(error, QuorumError::Storage(_)), "{error}");
+        std::fs::remove_dir(&blocker).expect("rmdir");
+        let stopped = log.commit(records).expect_err("stopped");
+        assert!(
+            stopped.to_string().contains("restart the broker"),
+            "{stopped}"
+        );
+        drop(log);
+        let mut log = open(dir.path());
+        register(&mut log);
+        let records = log
+            .state()
+            .create_topic("u", Uuid::new_v4(), 1, 1, None, BTreeMap::new())
+            .expect("create");
+        log.commit(records)
+            .expect("a restarted log takes changes again");
+        assert!(log.state().topic("u").is_some());
     }
 
     #[test]

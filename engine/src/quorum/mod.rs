@@ -15,11 +15,13 @@
 //! a single node is a one-voter quorum on the same path.
 //!
 //! `MetadataLog` runs the metadata state machine (`replication::cluster_state`) on it; a
-//! single broker is a quorum of one. The transport between voters comes next.
+//! single broker is a quorum of one. `transport` frames Raft messages for the wire
+//! between voters; the connections and an asynchronous driver come next.
 
 mod metadata_log;
 mod node;
 mod storage;
+pub mod transport;
 
 pub use metadata_log::{MetadataLog, QUORUM_DIR_NAME, QuorumDescription, VoterProgress, raft_id};
 
@@ -53,6 +55,8 @@ pub enum QuorumError {
     Storage(Box<weir_storage::StorageError>),
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    #[error("the metadata log stopped after an earlier failure ({0}); restart the broker")]
+    Stopped(String),
 }
 
 /// Forwards `raft`'s slog records to `tracing` (target `weir_engine::quorum::raft`);

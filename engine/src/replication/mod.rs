@@ -42,9 +42,9 @@ pub type NodeId = i32;
 /// Kafka's "no leader" (-1) in a registration.
 pub const NO_LEADER: NodeId = -1;
 
-/// The leader epoch of every partition of a single broker that has no controller
-/// quorum assigning epochs (KRaft also starts a partition at epoch 0).
-pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
+/// A new partition's leader epoch (as in KRaft); a partition takes its registration's
+/// epoch when its shard opens it.
+pub const INITIAL_LEADER_EPOCH: i32 = 0;
 
 /// A partition as the controller registered it (Kafka's PartitionRecord after its
 /// PartitionChangeRecords).

@@ -18,11 +18,13 @@
 //! single broker is a quorum of one. `transport` frames Raft messages for the wire
 //! between voters; the connections and an asynchronous driver come next.
 
+mod driver;
 mod metadata_log;
 mod node;
 mod storage;
 pub mod transport;
 
+pub use driver::QuorumDriver;
 pub use metadata_log::{MetadataLog, QUORUM_DIR_NAME, QuorumDescription, VoterProgress, raft_id};
 
 pub use node::{Committed, QuorumNode, QuorumTiming, Ready, decode_message, encode_message};

@@ -129,6 +129,11 @@ impl QuorumNode {
         self.raw.campaign().map_err(QuorumError::from)
     }
 
+    /// A peer could not be reached: Raft probes it instead of streaming to it.
+    pub fn report_unreachable(&mut self, id: u64) {
+        self.raw.report_unreachable(id);
+    }
+
     pub fn tick(&mut self) {
         self.raw.tick();
     }

@@ -50,34 +50,25 @@ pub fn end_offset_for_epoch(
     }
 }
 
-/// The epoch of the last record below `log_end_offset` (the "last fetched epoch" a
-/// follower sends), or [`UNDEFINED_EPOCH`] for an empty log or empty cache.
-pub fn latest_epoch_below(entries: &[(i32, i64)], log_end_offset: i64) -> i32 {
-    entries
-        .iter()
-        .rev()
-        .find(|&&(_, start)| start < log_end_offset)
-        .map_or(UNDEFINED_EPOCH, |&(epoch, _)| epoch)
-}
-
 /// Drops the entries that start at or after `offset` (a truncation of the log to
 /// `offset`), as Kafka's `truncateFromEnd`.
 pub fn truncate_from_end(entries: &mut Vec<(i32, i64)>, offset: i64) {
     entries.retain(|&(_, start)| start < offset);
 }
 
-/// Records that `epoch` starts at `start_offset` when it is newer than the latest entry
-/// (Kafka's `assign`); an older or equal epoch changes nothing.
+/// Records that `epoch` starts at `start_offset` (Kafka's `assign`). The latest epoch
+/// again changes nothing. An entry that contradicts it — an epoch at least as new, or a
+/// start at or past `start_offset` — goes first (Kafka's
+/// `maybeTruncateNonMonotonicEntries`): it can only be an epoch this broker assigned when
+/// it last led, at an offset where the records it now copies belong to an older epoch.
 pub fn assign(entries: &mut Vec<(i32, i64)>, epoch: i32, start_offset: i64) -> bool {
-    if epoch < 0 || entries.last().is_some_and(|&(latest, _)| epoch <= latest) {
+    let latest_again = entries
+        .last()
+        .is_some_and(|&(latest, start)| epoch == latest && start_offset >= start);
+    if epoch < 0 || latest_again {
         return false;
     }
-    assert!(
-        entries
-            .last()
-            .is_none_or(|&(_, start)| start_offset >= start),
-        "epoch {epoch} starting at {start_offset} goes back before the latest entry {entries:?}"
-    );
+    entries.retain(|&(known, start)| known < epoch && start < start_offset);
     entries.push((epoch, start_offset));
     true
 }
@@ -119,17 +110,6 @@ mod tests {
     }
 
     #[test]
-    fn the_last_fetched_epoch_is_the_epoch_of_the_last_record() {
-        assert_eq!(latest_epoch_below(&CACHE, 400), 5);
-        assert_eq!(
-            latest_epoch_below(&CACHE, 310),
-            3,
-            "epoch 5 has no records yet"
-        );
-        assert_eq!(latest_epoch_below(&CACHE, 0), -1);
-    }
-
-    #[test]
     fn truncation_drops_epochs_starting_at_or_after_the_offset() {
         let mut cache = CACHE.to_vec();
         truncate_from_end(&mut cache, 310);
@@ -139,11 +119,22 @@ mod tests {
     }
 
     #[test]
-    fn assign_only_adds_newer_epochs() {
+    fn assign_adds_newer_epochs_and_keeps_the_latest_one() {
         let mut cache = CACHE.to_vec();
-        assert!(!assign(&mut cache, 5, 400));
-        assert!(!assign(&mut cache, 4, 400));
+        assert!(!assign(&mut cache, 5, 400), "the latest epoch again");
         assert!(assign(&mut cache, 7, 400));
-        assert_eq!(cache.last(), Some(&(7, 400)));
+        assert_eq!(cache, vec![(0, 0), (3, 120), (5, 310), (7, 400)]);
+    }
+
+    #[test]
+    fn assign_replaces_entries_that_contradict_it() {
+        // This broker assigned epoch 8 at 219 when it led, wrote nothing, and now copies
+        // epoch-7 records from 219 on: the epoch-8 entry was never true.
+        let mut cache = vec![(6, 195), (8, 219)];
+        assert!(assign(&mut cache, 7, 219));
+        assert_eq!(cache, vec![(6, 195), (7, 219)]);
+        let mut cache = CACHE.to_vec();
+        assert!(assign(&mut cache, 4, 300));
+        assert_eq!(cache, vec![(0, 0), (3, 120), (4, 300)]);
     }
 }

@@ -248,6 +248,56 @@ impl ReplicationControl {
         changes
     }
 
+    /// Controlled shutdown (a broker's heartbeat with `wantShutDown`): the broker is
+    /// fenced at once and leaves the ISRs it shares, its partitions get new leaders from
+    /// their ISRs, all before it stops, so producers fail over without waiting for the
+    /// session timeout. It comes back with its next registration.
+    pub fn controlled_shutdown(&self, node: NodeId) -> Vec<MetadataChange> {
+        let Some(broker) = self.brokers.get(&node).filter(|broker| !broker.fenced) else {
+            return Vec::new();
+        };
+        let mut view = self.snapshot();
+        view.brokers.insert(
+            node,
+            BrokerRegistration {
+                fenced: true,
+                ..*broker
+            },
+        );
+        let mut changes = vec![MetadataChange::FenceBroker { node }];
+        changes.extend(view.remove_from_isrs(node));
+        changes
+    }
+
+    /// Preferred leader election (Kafka's ElectLeaders PREFERRED and
+    /// `auto.leader.rebalance.enable`): every partition whose first replica is in its
+    /// ISR and unfenced, but not leading, gets it back as leader.
+    pub fn elect_preferred_leaders(&self) -> Vec<MetadataChange> {
+        let mut changes = Vec::new();
+        for (key, current) in &self.partitions {
+            let Some(&preferred) = current.replicas.first() else {
+                continue;
+            };
+            if current.leader == preferred
+                || !current.isr.contains(&preferred)
+                || !self.usable(preferred)
+            {
+                continue;
+            }
+            let registration = PartitionRegistration {
+                leader: preferred,
+                leader_epoch: current.leader_epoch + 1,
+                partition_epoch: current.partition_epoch + 1,
+                ..current.clone()
+            };
+            changes.push(MetadataChange::Partition {
+                key: key.clone(),
+                registration,
+            });
+        }
+        changes
+    }
+
     /// A leader's AlterPartition (Kafka's rules: current leader and partition epochs, the
     /// leader stays in, added members are unfenced replicas).
     pub fn alter_partition(
@@ -519,6 +569,37 @@ mod tests {
         apply(&mut control, changes);
         let ineligible = control.alter_partition(&key(), 1, 0, 1, &[1, 2, 3]);
         assert_eq!(ineligible.err(), Some(ReplicationError::IneligibleReplica));
+    }
+
+    #[test]
+    fn a_controlled_shutdown_moves_leadership_before_the_broker_stops() {
+        let mut control = cluster();
+        let changes = control.controlled_shutdown(1);
+        assert_eq!(changes[0], MetadataChange::FenceBroker { node: 1 });
+        apply(&mut control, changes);
+        let p = control.partition(&key()).expect("exists");
+        assert_eq!(
+            (p.leader, p.isr.clone(), p.leader_epoch),
+            (2, vec![2, 3], 1)
+        );
+        assert!(control.controlled_shutdown(1).is_empty(), "already out");
+        // Back with a clean restart: unfenced, and preferred leader election returns it
+        // the leadership once it is in sync again.
+        let changes = control.register(1, 2, true, 10);
+        apply(&mut control, changes);
+        assert!(
+            control.elect_preferred_leaders().is_empty(),
+            "not in the ISR yet"
+        );
+        let (_, changes) = control
+            .alter_partition(&key(), 2, 1, 1, &[1, 2, 3])
+            .expect("caught up");
+        apply(&mut control, changes);
+        let changes = control.elect_preferred_leaders();
+        apply(&mut control, changes);
+        let p = control.partition(&key()).expect("exists");
+        assert_eq!((p.leader, p.leader_epoch), (1, 2));
+        assert!(control.elect_preferred_leaders().is_empty());
     }
 
     #[test]

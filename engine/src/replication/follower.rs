@@ -29,7 +29,7 @@ pub struct FetchFromLeader {
     pub leader: NodeId,
     pub leader_epoch: i32,
     pub fetch_offset: i64,
-    /// The epoch of the follower's last record; None for an empty log.
+    /// The follower's latest leader epoch (Kafka's `latestEpoch`); None without any.
     pub last_fetched_epoch: Option<i32>,
 }
 
@@ -84,7 +84,10 @@ impl FollowerState {
         let request_id = self.next_request_id;
         self.next_request_id += 1;
         self.in_flight = Some((request_id, now_ms));
-        let last = weir_storage::epochs::latest_epoch_below(epochs, log_end_offset);
+        // Kafka's `log.latestEpoch`: the cache's latest entry, even one with no records
+        // yet (assigned when this broker last led). A leader that never had that epoch
+        // answers with a divergence, and the truncation removes the stale entry.
+        let last = epochs.last().map_or(UNDEFINED_EPOCH, |&(epoch, _)| epoch);
         Some(FetchFromLeader {
             request_id,
             leader: self.leader,

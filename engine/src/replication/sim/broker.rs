@@ -36,6 +36,8 @@ pub struct Broker {
     pub checkpointed_high_watermark: i64,
     pub registration: Option<PartitionRegistration>,
     pub role: Role,
+    /// The last stop was a controlled shutdown (the next registration says so).
+    pub stopped_cleanly: bool,
     generation: u64,
     leader_config: LeaderConfig,
     fetch_timing: FetchTiming,
@@ -52,6 +54,7 @@ impl Broker {
             checkpointed_high_watermark: 0,
             registration: None,
             role: Role::None,
+            stopped_cleanly: false,
             generation: 0,
             leader_config,
             fetch_timing,
@@ -64,6 +67,7 @@ impl Broker {
 
     /// kill -9: the process state goes; the log (page cache) and checkpoints stay.
     pub fn crash(&mut self) {
+        self.stopped_cleanly = false;
         self.role = Role::None;
         self.registration = None;
         self.high_watermark = self.checkpointed_high_watermark.min(self.log_end_offset());

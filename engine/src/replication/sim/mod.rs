@@ -39,6 +39,8 @@ const TICK_MS: u64 = 10;
 const HEARTBEAT_INTERVAL_MS: u64 = 50;
 const SESSION_TIMEOUT_MS: u64 = 400;
 const CHECKPOINT_INTERVAL_MS: u64 = 200;
+/// How often the controller gives partitions back to their preferred leaders.
+const PREFERRED_LEADER_CHECK_MS: u64 = 1000;
 const PRODUCE_INTERVAL_MS: u64 = 5;
 const PRODUCE_TIMEOUT_MS: u64 = 500;
 const PRODUCE_IN_FLIGHT_MAX: usize = 5;
@@ -136,6 +138,8 @@ enum Event {
     Fault,
     Resume(NodeId),
     Restart(NodeId),
+    /// The end of a controlled shutdown: the process exits cleanly.
+    Stop(NodeId),
     Heal(NodeId),
 }
 
@@ -200,6 +204,8 @@ struct Stats {
     pauses: u64,
     isolations: u64,
     truncations: u64,
+    controlled_shutdowns: u64,
+    preferred_elections: u64,
 }
 
 fn key() -> PartitionKey {
@@ -416,6 +422,17 @@ impl Sim {
             Event::Heal(node) => {
                 self.isolated.remove(&node);
             }
+            Event::Stop(node) => {
+                if self.process[&node] == Process::Running {
+                    let broker = self.brokers.get_mut(&node).expect("broker");
+                    broker.checkpointed_high_watermark = broker.high_watermark;
+                    broker.crash();
+                    broker.stopped_cleanly = true;
+                    self.process.insert(node, Process::Dead);
+                    let after = self.rng.between(100, 1500);
+                    self.schedule(after, Event::Restart(node));
+                }
+            }
         }
     }
 
@@ -424,7 +441,16 @@ impl Sim {
             return;
         }
         let node = BROKERS[self.rng.below(3) as usize];
-        match self.rng.below(4) {
+        match self.rng.below(5) {
+            4 if self.process[&node] == Process::Running => {
+                // Controlled shutdown: the controller moves leadership and the ISR away
+                // first (the broker's heartbeat with wantShutDown), then it stops.
+                self.stats.controlled_shutdowns += 1;
+                let changes = self.control.controlled_shutdown(node);
+                self.commit(changes);
+                let after = self.rng.between(20, 200);
+                self.schedule(after, Event::Stop(node));
+            }
             0 if self.process[&node] == Process::Running => {
                 self.stats.crashes += 1;
                 self.brokers.get_mut(&node).expect("broker").crash();
@@ -466,6 +492,11 @@ impl Sim {
             CONTROLLER => {
                 let changes = self.control.expire(now);
                 self.commit(changes);
+                if now % PREFERRED_LEADER_CHECK_MS < TICK_MS {
+                    let changes = self.control.elect_preferred_leaders();
+                    self.stats.preferred_elections += changes.len() as u64;
+                    self.commit(changes);
+                }
             }
             PRODUCER => self.produce_tick(),
             _ => {
@@ -478,10 +509,11 @@ impl Sim {
                 }
                 let heartbeat_due = now % HEARTBEAT_INTERVAL_MS < TICK_MS;
                 let incarnation = broker.incarnation;
+                let stopped_cleanly = broker.stopped_cleanly;
                 let mut out = broker.tick(now);
                 if heartbeat_due {
-                    // Every incarnation after the first started from a crash.
-                    let clean_shutdown = incarnation == 1;
+                    // The first start is fresh; later ones follow a crash or a controlled shutdown.
+                    let clean_shutdown = incarnation == 1 || stopped_cleanly;
                     out.push((
                         CONTROLLER,
                         Msg::Heartbeat {
@@ -805,6 +837,10 @@ fn committed_records_survive_crashes_pauses_partitions_and_loss() {
         "{stats:?}"
     );
     assert!(total(|s| s.crashes) > 0 && total(|s| s.pauses) > 0 && total(|s| s.isolations) > 0);
+    assert!(
+        total(|s| s.controlled_shutdowns) > 0 && total(|s| s.preferred_elections) > 0,
+        "{stats:?}"
+    );
     assert!(total(|s| s.leader_changes) > 10 * stats.len() as u64);
     assert!(
         total(|s| s.truncations) > 0,

@@ -3,7 +3,10 @@
 //! Per partition: find the topic, route the records to the owner shard, which
 //! validates every batch (all-or-nothing), assigns offsets and appends. Partitions of
 //! one request are appended concurrently; the response lists them in request order.
-//! Single node: the leader is the whole ISR, so acks=1 and acks=all answer alike.
+//! Before appending, the partition's registration decides (as Kafka's leader does): a
+//! broker that does not lead it answers NOT_LEADER_OR_FOLLOWER, and acks=all with an ISR
+//! smaller than `min.insync.replicas` (topic config, else the broker's) gets
+//! NOT_ENOUGH_REPLICAS with nothing written. A single node is its partitions' whole ISR.
 
 use std::rc::Rc;
 
@@ -30,13 +33,43 @@ pub use weir_storage::now_ms;
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) -> ProduceResponse {
     let acks_valid = matches!(request.acks, -1..=1);
+    let acks_all = request.acks == -1;
     let metadata = shard.metadata();
+    let broker_min_isr = shard
+        .effective_config()
+        .value("min.insync.replicas")
+        .and_then(|(value, _)| value.parse::<usize>().ok())
+        .unwrap_or(1);
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         let name = topic_data.name.0.to_string();
-        let topic_exists = metadata.topic(&name).map(|topic| topic.partitions);
+        let topic = metadata.topic(&name);
+        let topic_exists = topic.map(|topic| topic.partitions);
+        let min_isr = topic
+            .and_then(|topic| topic.configs.get("min.insync.replicas"))
+            .and_then(|value| value.parse::<usize>().ok())
+            .unwrap_or(broker_min_isr);
         let appends = topic_data.partition_data.into_iter().map(|partition_data| {
             let name = name.clone();
+            let registration = topic.and_then(|topic| topic.registrations.get(partition_data.index.max(0) as usize));
+            let refused = registration.and_then(|registration| {
+                if registration.leader != metadata.node_id {
+                    Some((
+                        ResponseError::NotLeaderOrFollower.code(),
+                        format!("This server is not the leader for {name}-{}.", partition_data.index),
+                    ))
+                } else if acks_all && registration.isr.len() < min_isr {
+                    Some((
+                        ResponseError::NotEnoughReplicas.code(),
+                        format!(
+                            "The size of the current ISR {:?} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {name}-{}",
+                            registration.isr, partition_data.index
+                        ),
+                    ))
+                } else {
+                    None
+                }
+            });
             async move {
                 let index = partition_data.index;
                 let result: PartitionResult = if !acks_valid {
@@ -44,6 +77,8 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
                         ResponseError::InvalidRequiredAcks.code(),
                         "acks must be -1, 0 or 1".to_string(),
                     ))
+                } else if let (Some(_), Some(refusal)) = (topic_exists.filter(|&count| index >= 0 && index < count), refused) {
+                    Err(refusal)
                 } else {
                     match (topic_exists, partition_data.records) {
                         (Some(count), Some(records)) if index >= 0 && index < count => {

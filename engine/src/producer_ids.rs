@@ -2,37 +2,38 @@
 //!
 //! ```text
 //!  shard k: ProducerIdCache [next, end) ──empty──► invoke_on(controller shard)
-//!                                                   ProducerIdBlocks: persist start+BLOCK, hand out [start, start+BLOCK)
+//!                     ProducerIdBlocks: commit ProducerIdBlock{start+BLOCK} to the metadata log,
+//!                                       then hand out [start, start+BLOCK)
 //! ```
 //!
 //! The controller shard hands out blocks of [`PRODUCER_ID_BLOCK_SIZE`] ids (Kafka's
-//! block size) and persists the end of each block in [`PRODUCER_IDS_FILE`] (first log
-//! dir, written atomically) *before* handing it out, so no id is ever given twice, even
+//! block size) and commits the end of each block to the metadata log (Kafka's
+//! `ProducerIdsRecord`) *before* handing it out, so no id is ever given twice, even
 //! across crashes; ids of a block a crash interrupted are simply skipped. Every shard
-//! caches one block and asks for the next when it runs out. When the controller
-//! quorum lands, the persisted value moves into the metadata log (Kafka's
-//! `ProducerIdsRecord`).
+//! caches one block and asks for the next when it runs out. An older weir's
+//! [`PRODUCER_IDS_FILE`] is a lower bound once, then renamed `.imported`.
 
 use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
-use weir_storage::checkpoint::write_atomically;
 
 use crate::controller::CONTROLLER_SHARD;
+use crate::quorum::MetadataLog;
+use crate::replication::cluster_state::MetadataRecord;
 use crate::shard::Shard;
 
 /// Ids per block: Kafka's `ProducerIdsBlock.PRODUCER_ID_BLOCK_SIZE`.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
-/// File in the first log dir holding the first id not yet handed out.
+/// The file an older weir kept the first unused id in (first log dir).
 pub const PRODUCER_IDS_FILE: &str = "weir-producer-ids";
 const FILE_KEY: &str = "next.producer.id.block.start";
 
-/// The controller's side: where the next block starts (loaded on first use).
+/// The controller's side: whether a block was handed out since start-up.
 #[derive(Default)]
 pub struct ProducerIdBlocks {
-    next_block_start: Cell<Option<i64>>,
+    allocated: Cell<bool>,
 }
 
 /// A shard's current block `[next, end)`.
@@ -48,26 +49,37 @@ pub type AllocationError = (i16, String);
 impl ProducerIdBlocks {
     /// Whether no block was handed out since start-up yet.
     pub fn is_first(&self) -> bool {
-        self.next_block_start.get().is_none()
+        !self.allocated.get()
     }
 
-    /// Reserves the next block, persisting its end before returning it. `floor`: no id
-    /// below it may be handed out (ids the logs already hold). Synchronous on purpose:
-    /// no other allocation can interleave on the controller shard.
-    pub fn allocate(&self, log_dir: &Path, floor: i64) -> Result<(i64, i64), AllocationError> {
+    /// Reserves the next block, committing its end to the metadata log before
+    /// returning it. `floor`: no id below it may be handed out (ids the logs already
+    /// hold). Synchronous on purpose: no other allocation can interleave on the
+    /// controller shard.
+    pub fn allocate(
+        &self,
+        log: &mut MetadataLog,
+        log_dir: &Path,
+        floor: i64,
+    ) -> Result<(i64, i64), AllocationError> {
         let storage_error = |error: String| (ResponseError::KafkaStorageError.code(), error);
-        let path = log_dir.join(PRODUCER_IDS_FILE);
-        let start = match self.next_block_start.get() {
-            Some(start) => start,
-            None => read_next_block_start(&path).map_err(storage_error)?,
-        }
-        .max(floor);
+        let legacy_path = log_dir.join(PRODUCER_IDS_FILE);
+        let legacy = read_next_block_start(&legacy_path).map_err(storage_error)?;
+        let start = log.state().next_producer_id_block().max(legacy).max(floor);
         let end = start
             .checked_add(PRODUCER_ID_BLOCK_SIZE)
             .ok_or_else(|| storage_error("producer ids are exhausted".to_string()))?;
-        write_atomically(&path, format!("{FILE_KEY}={end}\n").as_bytes())
-            .map_err(|error| storage_error(error.to_string()))?;
-        self.next_block_start.set(Some(end));
+        log.commit(vec![MetadataRecord::ProducerIdBlock {
+            next_block_start: end,
+        }])
+        .map_err(|error| storage_error(error.to_string()))?;
+        if legacy_path.exists() {
+            // Its value is in the log now.
+            std::fs::rename(&legacy_path, legacy_path.with_extension("imported")).map_err(
+                |error| storage_error(format!("cannot rename {}: {error}", legacy_path.display())),
+            )?;
+        }
+        self.allocated.set(true);
         Ok((start, end))
     }
 }
@@ -101,9 +113,13 @@ pub async fn next_producer_id(shard: &Rc<Shard>) -> Result<i64, AllocationError>
                 } else {
                     0
                 };
+                let mut log = controller.metadata_log.borrow_mut();
+                let log = log
+                    .as_mut()
+                    .expect("the controller shard holds the metadata log");
                 controller
                     .producer_id_blocks
-                    .allocate(&controller.config.log_dirs[0], floor)
+                    .allocate(log, &controller.config.log_dirs[0], floor)
             })
             .await
             .map_err(|gone| {
@@ -147,29 +163,57 @@ async fn largest_known_producer_id(controller: &Rc<Shard>) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replication::control::ReplicationControl;
+
+    fn open(dir: &Path) -> MetadataLog {
+        MetadataLog::open(dir, 0, &[0], ReplicationControl::new(9_000)).expect("open")
+    }
 
     #[test]
     fn blocks_continue_after_a_restart_and_never_repeat() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open(dir.path());
         let blocks = ProducerIdBlocks::default();
-        assert_eq!(blocks.allocate(dir.path(), 0), Ok((0, 1000)));
-        assert_eq!(blocks.allocate(dir.path(), 0), Ok((1000, 2000)));
-        // A restart reads the persisted end of the last block handed out.
+        assert_eq!(blocks.allocate(&mut log, dir.path(), 0), Ok((0, 1000)));
+        assert_eq!(blocks.allocate(&mut log, dir.path(), 0), Ok((1000, 2000)));
+        drop(log);
+        // A restart reads the committed end of the last block handed out.
+        let mut log = open(dir.path());
         let restarted = ProducerIdBlocks::default();
-        assert_eq!(restarted.allocate(dir.path(), 0), Ok((2000, 3000)));
-        let text = std::fs::read_to_string(dir.path().join(PRODUCER_IDS_FILE)).expect("read");
-        assert_eq!(text, "next.producer.id.block.start=3000\n");
+        assert_eq!(
+            restarted.allocate(&mut log, dir.path(), 0),
+            Ok((2000, 3000))
+        );
         // Ids the logs already hold (an adopted Kafka log dir) are skipped.
-        let adopted = ProducerIdBlocks::default();
-        assert_eq!(adopted.allocate(dir.path(), 7_000), Ok((7_000, 8_000)));
+        assert_eq!(
+            restarted.allocate(&mut log, dir.path(), 7_000),
+            Ok((7_000, 8_000))
+        );
+    }
+
+    #[test]
+    fn an_older_producer_ids_file_is_a_lower_bound_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join(PRODUCER_IDS_FILE),
+            "next.producer.id.block.start=5000\n",
+        )
+        .expect("write");
+        let mut log = open(dir.path());
+        let blocks = ProducerIdBlocks::default();
+        assert_eq!(blocks.allocate(&mut log, dir.path(), 0), Ok((5000, 6000)));
+        assert!(!dir.path().join(PRODUCER_IDS_FILE).exists());
+        assert!(dir.path().join("weir-producer-ids.imported").exists());
+        assert_eq!(blocks.allocate(&mut log, dir.path(), 0), Ok((6000, 7000)));
     }
 
     #[test]
     fn a_malformed_file_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join(PRODUCER_IDS_FILE), "garbage").expect("write");
+        let mut log = open(dir.path());
         let (code, message) = ProducerIdBlocks::default()
-            .allocate(dir.path(), 0)
+            .allocate(&mut log, dir.path(), 0)
             .expect_err("malformed");
         assert_eq!(code, ResponseError::KafkaStorageError.code());
         assert!(message.contains(PRODUCER_IDS_FILE), "{message}");

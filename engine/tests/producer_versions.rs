@@ -290,7 +290,6 @@ fn ids_start_above_the_producer_ids_already_in_the_logs() {
     let records = idempotent_batch(50_000, 0, 0, 2);
     assert_eq!(produce(&mut client, 9, "adopted", records), (0, 0));
     broker.stop();
-    std::fs::remove_file(broker.log_dir().join("weir-producer-ids")).ok();
     broker.restart();
     let mut client = broker.connect();
     let response = init_producer_id(&mut client, 4);

@@ -16,7 +16,10 @@ use tracing::{error, info};
 use uuid::Uuid;
 
 use crate::config::dynamic::{self, ConfigChange, ConfigResource};
+use crate::errors::election_error_code;
 use crate::metadata::{ClusterMetadata, TopicMetadata, validate_topic_name};
+use crate::replication::cluster_state::MetadataRecord;
+use crate::replication::control::PartitionKey;
 use crate::shard::Shard;
 
 /// The controller's shard.
@@ -374,14 +377,82 @@ async fn commit<T>(
     }
 }
 
+/// ElectLeaders (on the controller shard): decided on the metadata log's state,
+/// committed, published; answers each partition's outcome.
+pub async fn elect_leaders(
+    shard: Rc<Shard>,
+    keys: Option<Vec<PartitionKey>>,
+    unclean: bool,
+) -> Vec<(PartitionKey, Result<(), (i16, String)>)> {
+    let _permit = lock(&shard).await;
+    let (outcomes, changes) = {
+        let log = shard.metadata_log.borrow();
+        let log = log
+            .as_ref()
+            .expect("the controller shard holds the metadata log");
+        log.state().control().elect_leaders(keys, unclean)
+    };
+    let outcomes: Vec<_> = outcomes
+        .into_iter()
+        .map(|(key, outcome)| {
+            let outcome = outcome.map_err(|error| (election_error_code(&error), error.to_string()));
+            (key, outcome)
+        })
+        .collect();
+    if changes.is_empty() {
+        return outcomes;
+    }
+    let records = changes
+        .into_iter()
+        .map(MetadataRecord::Replication)
+        .collect();
+    let next = shard.metadata().with_change(|_| {});
+    match publish_records(&shard, records, next).await {
+        Ok(()) => {
+            info!(
+                elected = outcomes
+                    .iter()
+                    .filter(|(_, outcome)| outcome.is_ok())
+                    .count(),
+                "elected leaders"
+            );
+            outcomes
+        }
+        Err(message) => outcomes
+            .into_iter()
+            .map(|(key, outcome)| {
+                let outcome = outcome
+                    .and_then(|()| Err(failure(ResponseError::KafkaStorageError, message.clone())));
+                (key, outcome)
+            })
+            .collect(),
+    }
+}
+
 /// Commits the change to the metadata log, then installs it on every shard.
-async fn publish(shard: &Rc<Shard>, mut next: ClusterMetadata) -> Result<(), String> {
+async fn publish(shard: &Rc<Shard>, next: ClusterMetadata) -> Result<(), String> {
+    let records = {
+        let log = shard.metadata_log.borrow();
+        let log = log
+            .as_ref()
+            .expect("the controller shard holds the metadata log");
+        shard.metadata().records_for_change(&next, log.state())
+    };
+    publish_records(shard, records, next).await
+}
+
+/// Commits `records` (which turn the current metadata into `next`), then installs
+/// `next`, with the registrations and brokers as the log now has them, on every shard.
+async fn publish_records(
+    shard: &Rc<Shard>,
+    records: Vec<MetadataRecord>,
+    mut next: ClusterMetadata,
+) -> Result<(), String> {
     let committed = {
         let mut log = shard.metadata_log.borrow_mut();
         let log = log
             .as_mut()
             .expect("the controller shard holds the metadata log");
-        let records = shard.metadata().records_for_change(&next, log.state());
         let committed = log.commit(records);
         if committed.is_ok() {
             next.refresh_from_log(log.state());

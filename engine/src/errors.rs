@@ -6,6 +6,7 @@ use weir_storage::producer_state::ProducerStateError;
 
 use crate::partition::DeleteRecordsError;
 use crate::replication::ReplicationError;
+use crate::replication::control::ElectionError;
 
 /// Kafka's "no error".
 pub const NONE: i16 = 0;
@@ -30,6 +31,20 @@ pub fn storage_error_code(error: &StorageError) -> i16 {
         | StorageError::LowDiskSpace { .. } => ResponseError::KafkaStorageError.code(),
         // Only a follower's own append hits it; no client request does.
         StorageError::OffsetsOutOfOrder { .. } => ResponseError::UnknownServerError.code(),
+    }
+}
+
+/// The Kafka error code of an ElectLeaders outcome.
+pub fn election_error_code(error: &ElectionError) -> i16 {
+    match error {
+        ElectionError::NotNeeded => ResponseError::ElectionNotNeeded.code(),
+        ElectionError::PreferredLeaderNotAvailable => {
+            ResponseError::PreferredLeaderNotAvailable.code()
+        }
+        ElectionError::EligibleLeadersNotAvailable => {
+            ResponseError::EligibleLeadersNotAvailable.code()
+        }
+        ElectionError::UnknownPartition => ResponseError::UnknownTopicOrPartition.code(),
     }
 }
 

@@ -50,6 +50,8 @@ enum Command {
     Configs(cli::configs::Args),
     /// Print segment, index and time index files (kafka-dump-log.sh).
     DumpLog(cli::dump_log::Args),
+    /// Elect preferred or unclean leaders (kafka-leader-election.sh).
+    LeaderElection(cli::leader_election::Args),
     /// Describe the metadata quorum (kafka-metadata-quorum.sh).
     MetadataQuorum(cli::metadata_quorum::Args),
     /// Check this machine's settings for running a broker, with the fix for each.
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::DumpLog(args) => cli::dump_log::run(args),
         Command::Tune(args) => cli::tune::run(args),
         Command::MetadataQuorum(args) => cli::metadata_quorum::run(args),
+        Command::LeaderElection(args) => cli::leader_election::run(args),
         Command::Perf(args) => cli::perf::run(args),
         Command::Broker {
             config,

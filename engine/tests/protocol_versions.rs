@@ -115,6 +115,7 @@ fn every_advertised_api_version_answers_correctly() {
         ApiKey::DeleteRecords,
         ApiKey::OffsetForLeaderEpoch,
         ApiKey::DescribeQuorum,
+        ApiKey::ElectLeaders,
     ];
     assert_eq!(apis.len(), expected_keys.len(), "{apis:?}");
     let range = |key: ApiKey| {
@@ -438,6 +439,62 @@ fn every_advertised_api_version_answers_correctly() {
         if version >= 2 {
             assert_eq!(response.nodes.len(), 1);
             assert_eq!(response.nodes[0].listeners[0].port, broker.port);
+        }
+    }
+
+    for version in range(ApiKey::ElectLeaders) {
+        use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+        let targets = vec![
+            TopicPartitions::default()
+                .with_topic(name("main"))
+                .with_partitions(vec![0, 1]),
+            TopicPartitions::default()
+                .with_topic(name("absent"))
+                .with_partitions(vec![0]),
+        ];
+        for election_type in [0i8, 1] {
+            if version == 0 && election_type == 1 {
+                continue;
+            }
+            let request = ElectLeadersRequest::default()
+                .with_election_type(election_type)
+                .with_topic_partitions(Some(targets.clone()))
+                .with_timeout_ms(5000);
+            let response = client.call(version, &request);
+            let outcomes: Vec<(String, i32, i16)> = response
+                .replica_election_results
+                .iter()
+                .flat_map(|topic| {
+                    topic
+                        .partition_result
+                        .iter()
+                        .map(|p| (topic.topic.0.to_string(), p.partition_id, p.error_code))
+                })
+                .collect();
+            // A single node leads every partition already: ELECTION_NOT_NEEDED (84).
+            assert_eq!(
+                outcomes,
+                vec![
+                    ("main".into(), 0, 84),
+                    ("main".into(), 1, 84),
+                    ("absent".into(), 0, 3)
+                ],
+                "ElectLeaders v{version} type {election_type}"
+            );
+        }
+        let all = ElectLeadersRequest::default()
+            .with_topic_partitions(None)
+            .with_timeout_ms(5000);
+        let response = client.call(version, &all);
+        assert!(
+            response.replica_election_results.is_empty(),
+            "nothing to elect: {response:?}"
+        );
+        if version >= 1 {
+            let bad = ElectLeadersRequest::default()
+                .with_election_type(7)
+                .with_topic_partitions(None);
+            assert_eq!(client.call(version, &bad).error_code, 42, "INVALID_REQUEST");
         }
     }
 

@@ -1,4 +1,4 @@
-"""The metadata log: topics and configs live in a quorum of one, across restarts.
+"""The metadata log and the cluster tools: a quorum of one, across restarts.
 
 Goal: a single broker keeps its metadata in the Raft log `weir-quorum/` (no
 `weir-topics.json`), every change is committed there before it is answered,
@@ -97,3 +97,20 @@ def test_metadata_quorum_replication_lists_this_node_as_leader(broker):
     assert int(fields[1]) == int(status(broker)["HighWatermark"]), "a quorum of one commits all it has"
     usage = weir("metadata-quorum", "--bootstrap-server", broker.bootstrap, "describe")
     assert usage.returncode == 2 and "--status" in usage.stderr
+
+
+def test_leader_election_reports_preferred_leaders_already_in_place(broker):
+    topic = support.unique_topic("elect")
+    support.create_topic(broker.bootstrap, topic, 2)
+    tool = ("leader-election", "--bootstrap-server", broker.bootstrap, "--election-type", "PREFERRED")
+    one = weir(*tool, "--topic", topic, "--partition", "1")
+    assert (one.returncode, one.stdout) == (0, f"Valid replica already elected for partitions {topic}-1\n"), one.stderr
+    everything = weir(*tool, "--all-topic-partitions")
+    assert (everything.returncode, everything.stdout) == (0, ""), everything.stderr
+    missing = weir(*tool, "--topic", "no-such-topic", "--partition", "0")
+    assert missing.returncode == 1
+    assert missing.stdout.startswith(
+        "Error completing leader election (PREFERRED) for partition: no-such-topic-0: UNKNOWN_TOPIC_OR_PARTITION"), missing.stdout
+    assert "1 replica(s) could not be elected" in missing.stderr
+    usage = weir("leader-election", "--bootstrap-server", broker.bootstrap, "--election-type", "PREFERRED")
+    assert usage.returncode == 2

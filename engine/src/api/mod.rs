@@ -10,6 +10,7 @@ mod api_versions;
 mod configs;
 mod delete_records;
 mod describe_quorum;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod group_admin;
@@ -123,6 +124,7 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::OffsetForLeaderEpoch, 2, 4),
     api(ApiKey::DescribeQuorum, 0, 2),
+    api(ApiKey::ElectLeaders, 0, 2),
 ];
 
 pub fn supported(key: ApiKey) -> Option<&'static ApiSupport> {
@@ -315,6 +317,11 @@ pub async fn dispatch(
             DescribeProducersRequest,
             DescribeProducersResponse,
             producers::describe_producers
+        ),
+        ApiKey::ElectLeaders => serve!(
+            ElectLeadersRequest,
+            ElectLeadersResponse,
+            elect_leaders::handle
         ),
         ApiKey::DescribeQuorum => serve!(
             DescribeQuorumRequest,

@@ -19,6 +19,7 @@ pub mod consumer_protocol;
 pub mod dump_log;
 pub mod fetched_records;
 pub mod groups;
+pub mod leader_election;
 pub mod line_reader;
 pub mod metadata_quorum;
 pub mod partitioner;

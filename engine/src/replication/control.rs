@@ -48,6 +48,22 @@ pub enum MetadataChange {
     },
 }
 
+/// One partition's ElectLeaders outcome.
+pub type ElectionOutcome = (PartitionKey, Result<(), ElectionError>);
+
+/// Why ElectLeaders did not elect (Kafka's codes in `errors.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ElectionError {
+    #[error("Leader election not needed for topic partition.")]
+    NotNeeded,
+    #[error("The preferred leader was not available.")]
+    PreferredLeaderNotAvailable,
+    #[error("Eligible topic partition leaders are not available.")]
+    EligibleLeadersNotAvailable,
+    #[error("This server does not host this topic-partition.")]
+    UnknownPartition,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BrokerRegistration {
     pub incarnation: u64,
@@ -269,33 +285,74 @@ impl ReplicationControl {
         changes
     }
 
-    /// Preferred leader election (Kafka's ElectLeaders PREFERRED and
-    /// `auto.leader.rebalance.enable`): every partition whose first replica is in its
-    /// ISR and unfenced, but not leading, gets it back as leader.
+    /// Preferred leader election for every partition (`auto.leader.rebalance.enable`):
+    /// the changes ElectLeaders PREFERRED would commit.
     pub fn elect_preferred_leaders(&self) -> Vec<MetadataChange> {
-        let mut changes = Vec::new();
-        for (key, current) in &self.partitions {
-            let Some(&preferred) = current.replicas.first() else {
-                continue;
+        self.elect_leaders(None, false).1
+    }
+
+    /// ElectLeaders for `keys` (None: every partition): PREFERRED makes the first
+    /// replica leader when it is in the ISR and unfenced; UNCLEAN elects any unfenced
+    /// replica for a partition without a leader (its ISR becomes just that replica).
+    /// Answers each partition's outcome and the changes to commit; with `keys` None,
+    /// partitions that need no election are left out of the outcomes, as in Kafka.
+    pub fn elect_leaders(
+        &self,
+        keys: Option<Vec<PartitionKey>>,
+        unclean: bool,
+    ) -> (Vec<ElectionOutcome>, Vec<MetadataChange>) {
+        let all = keys.is_none();
+        let keys = keys.unwrap_or_else(|| self.partitions.keys().cloned().collect());
+        let (mut outcomes, mut changes) = (Vec::new(), Vec::new());
+        for key in keys {
+            let outcome = match self.partitions.get(&key) {
+                None => Err(ElectionError::UnknownPartition),
+                Some(current) if unclean => {
+                    if current.leader != NO_LEADER {
+                        Err(ElectionError::NotNeeded)
+                    } else if let Some(leader) =
+                        current.replicas.iter().copied().find(|&n| self.usable(n))
+                    {
+                        changes.push(MetadataChange::Partition {
+                            key: key.clone(),
+                            registration: PartitionRegistration {
+                                leader,
+                                isr: vec![leader],
+                                leader_epoch: current.leader_epoch + 1,
+                                partition_epoch: current.partition_epoch + 1,
+                                ..current.clone()
+                            },
+                        });
+                        Ok(())
+                    } else {
+                        Err(ElectionError::EligibleLeadersNotAvailable)
+                    }
+                }
+                Some(current) => {
+                    let preferred = current.replicas.first().copied().unwrap_or(NO_LEADER);
+                    if current.leader == preferred {
+                        Err(ElectionError::NotNeeded)
+                    } else if current.isr.contains(&preferred) && self.usable(preferred) {
+                        changes.push(MetadataChange::Partition {
+                            key: key.clone(),
+                            registration: PartitionRegistration {
+                                leader: preferred,
+                                leader_epoch: current.leader_epoch + 1,
+                                partition_epoch: current.partition_epoch + 1,
+                                ..current.clone()
+                            },
+                        });
+                        Ok(())
+                    } else {
+                        Err(ElectionError::PreferredLeaderNotAvailable)
+                    }
+                }
             };
-            if current.leader == preferred
-                || !current.isr.contains(&preferred)
-                || !self.usable(preferred)
-            {
-                continue;
+            if !(all && outcome == Err(ElectionError::NotNeeded)) {
+                outcomes.push((key, outcome));
             }
-            let registration = PartitionRegistration {
-                leader: preferred,
-                leader_epoch: current.leader_epoch + 1,
-                partition_epoch: current.partition_epoch + 1,
-                ..current.clone()
-            };
-            changes.push(MetadataChange::Partition {
-                key: key.clone(),
-                registration,
-            });
         }
-        changes
+        (outcomes, changes)
     }
 
     /// A leader's AlterPartition (Kafka's rules: current leader and partition epochs, the
@@ -600,6 +657,39 @@ mod tests {
         let p = control.partition(&key()).expect("exists");
         assert_eq!((p.leader, p.leader_epoch), (1, 2));
         assert!(control.elect_preferred_leaders().is_empty());
+    }
+
+    #[test]
+    fn elect_leaders_reports_each_partition_and_skips_unneeded_ones_for_all() {
+        let mut control = cluster();
+        let other: PartitionKey = ("t".to_string(), 1);
+        let changes = control.create_partition(other.clone(), vec![2, 1, 3]);
+        apply(&mut control, changes);
+        let changes = control.controlled_shutdown(1);
+        apply(&mut control, changes);
+        let missing: PartitionKey = ("nope".to_string(), 0);
+        let (outcomes, changes) =
+            control.elect_leaders(Some(vec![key(), other.clone(), missing.clone()]), false);
+        assert!(changes.is_empty());
+        assert_eq!(
+            outcomes,
+            vec![
+                (key(), Err(ElectionError::PreferredLeaderNotAvailable)),
+                (other.clone(), Err(ElectionError::NotNeeded)),
+                (missing, Err(ElectionError::UnknownPartition)),
+            ]
+        );
+        let (outcomes, _) = control.elect_leaders(None, false);
+        assert_eq!(
+            outcomes,
+            vec![(key(), Err(ElectionError::PreferredLeaderNotAvailable))]
+        );
+        // Unclean: only partitions without a leader, from any unfenced replica.
+        let (outcomes, changes) = control.elect_leaders(Some(vec![key()]), true);
+        assert_eq!(
+            (outcomes[0].1, changes.len()),
+            (Err(ElectionError::NotNeeded), 0)
+        );
     }
 
     #[test]

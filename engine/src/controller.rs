@@ -1,25 +1,37 @@
-//! The controller role: the single writer of cluster metadata, on shard 0.
+//! The controller role, on shard 0: metadata changes through the quorum, and the
+//! loop that applies what the quorum committed and publishes it to every shard.
 //!
-//! Every change follows one sequence, serialized by `controller_lock`:
-//! validate → build the next snapshot → commit its records to the metadata log
-//! (`quorum::MetadataLog`, durable before it returns) → publish it to every shard (each
-//! opens/closes the partitions it owns) → answer.
-//! A change is acknowledged only after every shard applied it, so a client that
-//! created a topic can produce to it at once.
+//! ```text
+//!  admin request ─► (active controller? else NOT_CONTROLLER) ─► controller_lock
+//!     ─► wait until this node published everything in its log (decisions on the latest state)
+//!     ─► validate · decide records (cluster_state / control) ─► propose ─► wait for publication
+//!  apply_loop (every node): committed entries ─► ClusterState ─► ClusterMetadata::from_state
+//!     ─► every shard applies it (opens/closes partitions) ─► published_index
+//!     (active controller: the requests among them ─► decided, committed)
+//!  liveness_loop (active controller): voters heard from recently heartbeat; silent ones'
+//!     sessions expire ─► fenced, leaders move (broker.session.timeout.ms)
+//! ```
+//! A change is acknowledged only after this node's shards applied it, so a client that
+//! created a topic can produce to it at once (other nodes catch up within a round trip).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use tracing::{error, info};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use crate::config::dynamic::{self, ConfigChange, ConfigResource};
 use crate::errors::election_error_code;
 use crate::metadata::{ClusterMetadata, TopicMetadata, validate_topic_name};
-use crate::replication::cluster_state::MetadataRecord;
-use crate::replication::control::PartitionKey;
+use crate::replication::cluster_state::{
+    ControllerRequest, MetadataRecord, ProducerIdGrant, TopicError,
+};
+use crate::replication::control::{MetadataChange, PartitionKey};
+use crate::replication::placement::PlacementError;
+use crate::replication::{NodeId, PartitionRegistration};
 use crate::shard::Shard;
 
 /// The controller's shard.
@@ -27,6 +39,15 @@ pub const CONTROLLER_SHARD: usize = 0;
 /// Kafka caps partitions per topic creation far above this; a bound keeps one request
 /// from creating millions of directories.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+/// How long a change waits for the quorum to commit and this node to publish it.
+pub const COMMIT_TIMEOUT_MS: u64 = 30_000;
+/// How often the active controller checks the brokers' liveness.
+pub const LIVENESS_CHECK_MS: u64 = 250;
+/// A voter heard from this recently is alive (the quorum's leader hears every voter
+/// at each Raft heartbeat, a fifth of the election timeout).
+const HEARD_WITHIN_MS: u64 = 500;
+/// How often a broker re-sends a request the controller has not acted on yet.
+pub const REQUEST_RETRY_MS: u64 = 1_000;
 
 /// A topic to create, as CreateTopics or auto-creation asks for it.
 #[derive(Debug, Clone)]
@@ -34,14 +55,25 @@ pub struct NewTopic {
     pub name: String,
     /// -1 means `num.partitions`.
     pub partitions: i32,
-    /// -1 means `default.replication.factor`.
+    /// -1 means `default.replication.factor` (internal topics: min(3, voters)).
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
-    pub has_assignments: bool,
+    /// Explicit replica lists, by partition index.
+    pub assignments: Option<Vec<Vec<NodeId>>>,
     /// Created by the broker itself (`__consumer_offsets`); clients may not create
     /// internal topics.
     pub internal: bool,
 }
+
+/// The client id a broker uses for requests it forwards to the active controller,
+/// followed by its node id.
+pub const BROKER_CLIENT_ID_PREFIX: &str = "weir-broker-";
+/// How long a forwarding broker waits for the created topic to reach its own metadata.
+const FORWARDED_VISIBLE_MS: u64 = 10_000;
+
+/// CreatePartitions for one topic: (name, new total, explicit replica lists of the
+/// new partitions).
+pub type NewPartitions = (String, i32, Option<Vec<Vec<NodeId>>>);
 
 /// Topics only the broker creates.
 pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
@@ -53,18 +85,68 @@ fn failure(error: ResponseError, message: impl Into<String>) -> (i16, String) {
     (error.code(), message.into())
 }
 
+fn topic_failure(error: TopicError) -> (i16, String) {
+    let code = match &error {
+        TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
+        TopicError::PartitionsNotIncreased { .. } => ResponseError::InvalidPartitions,
+        TopicError::Placement(PlacementError::InvalidAssignment(_)) => {
+            ResponseError::InvalidReplicaAssignment
+        }
+        TopicError::Placement(PlacementError::NoPartitions(_)) => ResponseError::InvalidPartitions,
+        TopicError::Placement(_) => ResponseError::InvalidReplicationFactor,
+    };
+    (code.code(), error.to_string())
+}
+
+/// The topic a set of records creates (for answers before or without publication).
+fn planned_topic(
+    name: &str,
+    id: Uuid,
+    configs: &BTreeMap<String, String>,
+    records: &[MetadataRecord],
+) -> TopicMetadata {
+    let registrations: Vec<PartitionRegistration> = records
+        .iter()
+        .filter_map(|record| match record {
+            MetadataRecord::Replication(MetadataChange::Partition { key, registration })
+                if key.0 == name =>
+            {
+                Some(registration.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    TopicMetadata {
+        name: name.to_string(),
+        id,
+        partitions: registrations.len() as i32,
+        configs: configs.clone(),
+        partition_dirs: Vec::new(),
+        registrations,
+    }
+}
+
 /// Creates topics (on the controller shard). `validate_only` checks without creating.
 pub async fn create_topics(
     shard: Rc<Shard>,
     topics: Vec<NewTopic>,
     validate_only: bool,
 ) -> Vec<TopicOutcome> {
-    let _permit = lock(&shard).await;
+    let _permit = match begin(&shard).await {
+        Ok(permit) => permit,
+        Err(error) => {
+            if let Some(outcomes) = forward_create_topics(&shard, &topics, validate_only).await {
+                return outcomes;
+            }
+            return topics.iter().map(|_| Err(error.clone())).collect();
+        }
+    };
     let current = shard.metadata();
     let config = shard.config.clone();
     let mut outcomes = Vec::with_capacity(topics.len());
-    let mut created: Vec<TopicMetadata> = Vec::new();
-    let mut extra_dirs = Vec::new();
+    let mut records = Vec::new();
+    let mut created: Vec<String> = Vec::new();
     for request in topics {
         let outcome = (|| {
             validate_topic_name(&request.name)
@@ -78,18 +160,16 @@ pub async fn create_topics(
                     ),
                 ));
             }
-            if current.topic(&request.name).is_some()
-                || created.iter().any(|topic| topic.name == request.name)
-            {
+            if current.topic(&request.name).is_some() || created.contains(&request.name) {
                 return Err(failure(
                     ResponseError::TopicAlreadyExists,
                     format!("Topic '{}' already exists.", request.name),
                 ));
             }
-            let partitions = if request.partitions == -1 {
-                config.num_partitions
-            } else {
-                request.partitions
+            let partitions = match (&request.assignments, request.partitions) {
+                (Some(assignments), _) => assignments.len() as i32,
+                (None, -1) => config.num_partitions,
+                (None, partitions) => partitions,
             };
             if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
                 return Err(failure(
@@ -99,108 +179,235 @@ pub async fn create_topics(
                     ),
                 ));
             }
-            let replication = if request.replication_factor == -1 {
-                config.default_replication_factor
-            } else {
-                request.replication_factor
+            let log = shard.metadata_log.borrow();
+            let log = log
+                .as_ref()
+                .expect("the controller shard holds the metadata log");
+            let replication = match request.replication_factor {
+                -1 if request.internal => 3.min(log.voters().len() as i16),
+                -1 => config.default_replication_factor,
+                replication => replication,
             };
-            if replication != 1 {
-                return Err(failure(
-                    ResponseError::InvalidReplicationFactor,
-                    format!(
-                        "Replication factor {replication} is larger than the 1 available broker."
-                    ),
-                ));
-            }
-            if request.has_assignments {
-                return Err(failure(
-                    ResponseError::InvalidReplicaAssignment,
-                    "Explicit replica assignments are not supported by a single-node broker.",
-                ));
-            }
             dynamic::validate_topic_configs(&shard.effective_config(), &request.configs)?;
-            let mut partition_dirs = Vec::with_capacity(partitions as usize);
-            for _ in 0..partitions {
-                let dir = current.least_loaded_dir(config.log_dirs.len(), &extra_dirs);
-                extra_dirs.push(dir);
-                partition_dirs.push(dir);
-            }
-            Ok(TopicMetadata {
-                name: request.name.clone(),
-                id: Uuid::new_v4(),
-                partitions,
-                configs: request.configs.clone(),
-                partition_dirs,
-                registrations: Vec::new(),
-            })
+            let id = Uuid::new_v4();
+            let topic_records = log
+                .state()
+                .create_topic(
+                    &request.name,
+                    id,
+                    partitions,
+                    replication,
+                    request.assignments.clone(),
+                    request.configs.clone(),
+                )
+                .map_err(topic_failure)?;
+            let topic = planned_topic(&request.name, id, &request.configs, &topic_records);
+            records.extend(topic_records);
+            Ok(topic)
         })();
         if let Ok(topic) = &outcome {
-            created.push(topic.clone());
+            created.push(topic.name.clone());
         }
         outcomes.push(outcome);
     }
-    let next = (!validate_only && !created.is_empty()).then(|| {
-        current.with_change(|topics| {
-            for topic in &created {
-                topics.insert(topic.name.clone(), topic.clone());
-            }
-        })
-    });
-    let outcomes = commit(&shard, outcomes, next).await;
-    if !validate_only {
-        for topic in outcomes.iter().flatten() {
-            info!(topic = %topic.name, partitions = topic.partitions, "created topic");
-        }
+    if validate_only {
+        return outcomes;
+    }
+    let outcomes = settle(outcomes, commit_records(&shard, records).await);
+    for topic in outcomes.iter().flatten() {
+        info!(topic = %topic.name, partitions = topic.partitions, "created topic");
     }
     outcomes
 }
 
+/// The active controller's client endpoint, when another node leads the quorum.
+fn controller_address(shard: &Shard) -> Option<String> {
+    let leader = {
+        let log = shard.metadata_log.borrow();
+        log.as_ref()?.leader()?
+    };
+    if leader == shard.config.node_id {
+        return None;
+    }
+    shard
+        .metadata()
+        .brokers
+        .iter()
+        .find(|broker| broker.node_id == leader)
+        .map(|broker| format!("{}:{}", broker.host, broker.port))
+}
+
+/// CreateTopics sent on to the active controller (a client's request reached another
+/// broker, or this broker needs an internal topic); each created topic is answered once
+/// this broker's own metadata has it. None when there is no other controller to ask.
+async fn forward_create_topics(
+    shard: &Rc<Shard>,
+    topics: &[NewTopic],
+    validate_only: bool,
+) -> Option<Vec<TopicOutcome>> {
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+    };
+    use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    const VERSION: i16 = 7;
+    let address = controller_address(shard)?;
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(COMMIT_TIMEOUT_MS as i32)
+        .with_validate_only(validate_only)
+        .with_topics(
+            topics
+                .iter()
+                .map(|topic| {
+                    let assignments = topic
+                        .assignments
+                        .iter()
+                        .flatten()
+                        .enumerate()
+                        .map(|(partition, brokers)| {
+                            CreatableReplicaAssignment::default()
+                                .with_partition_index(partition as i32)
+                                .with_broker_ids(brokers.iter().map(|b| BrokerId(*b)).collect())
+                        })
+                        .collect();
+                    let explicit = topic.assignments.is_some();
+                    CreatableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.name.clone())))
+                        .with_num_partitions(if explicit { -1 } else { topic.partitions })
+                        .with_replication_factor(if explicit {
+                            -1
+                        } else {
+                            topic.replication_factor
+                        })
+                        .with_assignments(assignments)
+                        .with_configs(
+                            topic
+                                .configs
+                                .iter()
+                                .map(|(name, value)| {
+                                    CreatableTopicConfig::default()
+                                        .with_name(StrBytes::from_string(name.clone()))
+                                        .with_value(Some(StrBytes::from_string(value.clone())))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
+    let client_id = format!("{BROKER_CLIENT_ID_PREFIX}{}", shard.config.node_id);
+    let answered = async {
+        let mut connection =
+            crate::broker_client::BrokerConnection::connect(&address, client_id).await?;
+        connection.call(VERSION, &request).await
+    }
+    .await;
+    let response = match answered {
+        Ok(response) => response,
+        Err(error) => {
+            debug!(%address, %error, "could not forward CreateTopics to the controller");
+            return None;
+        }
+    };
+    let mut outcomes = Vec::with_capacity(topics.len());
+    for topic in topics {
+        let answer = response
+            .topics
+            .iter()
+            .find(|result| result.name.0.as_str() == topic.name);
+        let outcome = match answer {
+            None => Err(failure(
+                ResponseError::UnknownServerError,
+                "the controller did not answer for the topic",
+            )),
+            Some(result) if result.error_code != 0 => Err((
+                result.error_code,
+                result
+                    .error_message
+                    .as_ref()
+                    .map(|message| message.to_string())
+                    .unwrap_or_default(),
+            )),
+            Some(result) if validate_only => Ok(TopicMetadata {
+                name: topic.name.clone(),
+                id: result.topic_id,
+                partitions: result.num_partitions,
+                configs: topic.configs.clone(),
+                partition_dirs: Vec::new(),
+                registrations: Vec::new(),
+            }),
+            Some(_) => {
+                let deadline =
+                    std::time::Instant::now() + Duration::from_millis(FORWARDED_VISIBLE_MS);
+                loop {
+                    if let Some(found) = shard.metadata().topic(&topic.name) {
+                        break Ok(found.clone());
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        break Err(failure(
+                            ResponseError::RequestTimedOut,
+                            "the topic was created but has not reached this broker yet",
+                        ));
+                    }
+                    let listen = shard.metadata_published.listen();
+                    let timer = glommio::timer::sleep(Duration::from_millis(50));
+                    futures::pin_mut!(listen, timer);
+                    futures::future::select(listen, timer).await;
+                }
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Some(outcomes)
+}
+
 /// Deletes topics by name (on the controller shard).
 pub async fn delete_topics(shard: Rc<Shard>, names: Vec<String>) -> Vec<TopicOutcome> {
-    let _permit = lock(&shard).await;
+    let _permit = match begin(&shard).await {
+        Ok(permit) => permit,
+        Err(error) => return names.iter().map(|_| Err(error.clone())).collect(),
+    };
     let current = shard.metadata();
+    let mut records = Vec::new();
     let outcomes: Vec<TopicOutcome> = names
         .iter()
         .map(|name| match current.topic(name) {
-            Some(topic) => Ok(topic.clone()),
+            Some(topic) => {
+                let log = shard.metadata_log.borrow();
+                let log = log
+                    .as_ref()
+                    .expect("the controller shard holds the metadata log");
+                records.extend(log.state().delete_topic(name).map_err(topic_failure)?);
+                Ok(topic.clone())
+            }
             None => Err(failure(
                 ResponseError::UnknownTopicOrPartition,
                 format!("Topic '{name}' does not exist."),
             )),
         })
         .collect();
-    let doomed: Vec<String> = outcomes
-        .iter()
-        .filter_map(|outcome| outcome.as_ref().ok().map(|topic| topic.name.clone()))
-        .collect();
-    let next = (!doomed.is_empty()).then(|| {
-        current.with_change(|topics| {
-            for name in &doomed {
-                topics.remove(name);
-            }
-        })
-    });
-    let outcomes = commit(&shard, outcomes, next).await;
+    let outcomes = settle(outcomes, commit_records(&shard, records).await);
     for topic in outcomes.iter().flatten() {
         info!(topic = %topic.name, "deleted topic");
     }
     outcomes
 }
 
-/// Raises a topic's partition count (on the controller shard).
+/// Raises a topic's partition count (on the controller shard); explicit assignments
+/// list the new partitions' replicas.
 pub async fn create_partitions(
     shard: Rc<Shard>,
-    requests: Vec<(String, i32, bool)>,
+    requests: Vec<NewPartitions>,
     validate_only: bool,
 ) -> Vec<TopicOutcome> {
-    let _permit = lock(&shard).await;
+    let _permit = match begin(&shard).await {
+        Ok(permit) => permit,
+        Err(error) => return requests.iter().map(|_| Err(error.clone())).collect(),
+    };
     let current = shard.metadata();
-    let dir_count = shard.config.log_dirs.len();
-    let mut extra_dirs = Vec::new();
-    let mut changed: Vec<TopicMetadata> = Vec::new();
+    let mut records = Vec::new();
     let outcomes: Vec<TopicOutcome> = requests
         .into_iter()
-        .map(|(name, count, has_assignments)| {
+        .map(|(name, count, assignments)| {
             let topic = current.topic(&name).ok_or_else(|| {
                 failure(
                     ResponseError::UnknownTopicOrPartition,
@@ -222,31 +429,24 @@ pub async fn create_partitions(
                     format!("At most {PARTITIONS_PER_TOPIC_MAX} partitions per topic."),
                 ));
             }
-            if has_assignments {
-                return Err(failure(
-                    ResponseError::InvalidReplicaAssignment,
-                    "Explicit replica assignments are not supported by a single-node broker.",
-                ));
-            }
-            let mut grown = topic.clone();
-            for _ in topic.partitions..count {
-                let dir = current.least_loaded_dir(dir_count, &extra_dirs);
-                extra_dirs.push(dir);
-                grown.partition_dirs.push(dir);
-            }
-            grown.partitions = count;
-            changed.push(grown.clone());
-            Ok(grown)
+            let log = shard.metadata_log.borrow();
+            let log = log
+                .as_ref()
+                .expect("the controller shard holds the metadata log");
+            let grown = log
+                .state()
+                .create_partitions(&name, count, assignments)
+                .map_err(topic_failure)?;
+            records.extend(grown);
+            let mut topic = topic.clone();
+            topic.partitions = count;
+            Ok(topic)
         })
         .collect();
-    let next = (!validate_only && !changed.is_empty()).then(|| {
-        current.with_change(|topics| {
-            for topic in &changed {
-                topics.insert(topic.name.clone(), topic.clone());
-            }
-        })
-    });
-    commit(&shard, outcomes, next).await
+    if validate_only {
+        return outcomes;
+    }
+    settle(outcomes, commit_records(&shard, records).await)
 }
 
 /// Changes topic configs and dynamic broker configs (on the controller shard).
@@ -259,7 +459,10 @@ pub async fn alter_configs(
     replace: bool,
     validate_only: bool,
 ) -> Vec<Result<(), (i16, String)>> {
-    let _permit = lock(&shard).await;
+    let _permit = match begin(&shard).await {
+        Ok(permit) => permit,
+        Err(error) => return requests.iter().map(|_| Err(error.clone())).collect(),
+    };
     let current = shard.metadata();
     let static_config = shard.config.clone();
     let node_name = static_config.node_id.to_string();
@@ -328,7 +531,14 @@ pub async fn alter_configs(
     }
     let mut next = current.with_change(|all| *all = topics);
     next.broker_configs = broker_configs;
-    let outcomes = commit(&shard, outcomes, Some(next)).await;
+    let records = {
+        let log = shard.metadata_log.borrow();
+        let log = log
+            .as_ref()
+            .expect("the controller shard holds the metadata log");
+        current.records_for_change(&next, log.state())
+    };
+    let outcomes = settle(outcomes, commit_records(&shard, records).await);
     info!(
         changed = outcomes.iter().filter(|outcome| outcome.is_ok()).count(),
         "changed configs"
@@ -344,37 +554,132 @@ fn layers(
     (layer(""), layer(node_name))
 }
 
-/// Takes the controller lock: metadata changes run one at a time, on shard 0 only.
-async fn lock(shard: &Shard) -> glommio::sync::Permit<'_> {
+/// Why a change was not committed: NOT_CONTROLLER (this node does not lead the quorum,
+/// or lost leadership before the change committed), or another failure.
+pub type CommitError = (i16, String);
+
+/// The start of every change: this node must be the active controller; the controller
+/// lock is taken; every entry in this node's log is applied and published first, so the
+/// decision sees the latest state.
+async fn begin(shard: &Shard) -> Result<glommio::sync::Permit<'_>, CommitError> {
     assert_eq!(
         shard.id, CONTROLLER_SHARD,
         "only the controller shard changes metadata"
     );
-    shard
+    not_controller_check(shard)?;
+    let permit = shard
         .controller_lock
         .acquire_permit(1)
         .await
-        .expect("the controller lock is never closed")
+        .expect("the controller lock is never closed");
+    let last = {
+        let log = shard.metadata_log.borrow();
+        log.as_ref().map_or(0, |log| log.last_index())
+    };
+    wait_published(shard, last).await?;
+    not_controller_check(shard)?;
+    Ok(permit)
 }
 
-/// Publishes `next` when there is a change to make; if that fails, every outcome that
-/// was going to succeed becomes KAFKA_STORAGE_ERROR with the reason.
-async fn commit<T>(
-    shard: &Rc<Shard>,
+fn not_controller_check(shard: &Shard) -> Result<(), CommitError> {
+    let log = shard.metadata_log.borrow();
+    let Some(log) = log.as_ref() else {
+        return Err(failure(
+            ResponseError::NotController,
+            "this broker is shutting down",
+        ));
+    };
+    if log.is_leader() {
+        return Ok(());
+    }
+    let message = match log.leader() {
+        Some(leader) => format!("This is not the active controller; node {leader} is."),
+        None => "There is no active controller (the quorum is electing one).".to_string(),
+    };
+    Err(failure(ResponseError::NotController, message))
+}
+
+/// Waits until this node published the metadata up to `index`.
+async fn wait_published(shard: &Shard, index: u64) -> Result<(), CommitError> {
+    let deadline = std::time::Instant::now() + Duration::from_millis(COMMIT_TIMEOUT_MS);
+    while shard.published_index.get() < index {
+        if std::time::Instant::now() >= deadline {
+            return Err(failure(
+                ResponseError::RequestTimedOut,
+                format!(
+                    "the metadata log did not apply entry {index} within {COMMIT_TIMEOUT_MS} ms"
+                ),
+            ));
+        }
+        let listen = shard.metadata_published.listen();
+        let timer = glommio::timer::sleep(Duration::from_millis(100));
+        futures::pin_mut!(listen, timer);
+        futures::future::select(listen, timer).await;
+    }
+    Ok(())
+}
+
+/// Every outcome that was going to succeed fails with `committed`'s error.
+fn settle<T>(
     outcomes: Vec<Result<T, (i16, String)>>,
-    next: Option<ClusterMetadata>,
+    committed: Result<(), CommitError>,
 ) -> Vec<Result<T, (i16, String)>> {
-    let Some(next) = next else { return outcomes };
-    match publish(shard, next).await {
+    match committed {
         Ok(()) => outcomes,
-        Err(message) => outcomes
+        Err(error) => outcomes
             .into_iter()
-            .map(|outcome| {
-                outcome
-                    .and_then(|_| Err(failure(ResponseError::KafkaStorageError, message.clone())))
-            })
+            .map(|outcome| outcome.and_then(|_| Err(error.clone())))
             .collect(),
     }
+}
+
+/// Commits `records` as one entry through the quorum (this node must lead it) and
+/// waits until this node applied and published them.
+pub async fn commit_records(
+    shard: &Rc<Shard>,
+    records: Vec<MetadataRecord>,
+) -> Result<(), CommitError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let proposed = {
+        let mut log = shard.metadata_log.borrow_mut();
+        let log = log
+            .as_mut()
+            .expect("the controller shard holds the metadata log");
+        if !log.is_leader() {
+            None
+        } else {
+            Some(log.propose(&records))
+        }
+    };
+    let (index, term) = match proposed {
+        None | Some(Ok(None)) => {
+            return Err(not_controller_check(shard)
+                .err()
+                .unwrap_or_else(|| failure(ResponseError::NotController, "leadership moved")));
+        }
+        Some(Err(error)) => {
+            error!(%error, "could not commit a metadata change");
+            return Err(failure(
+                ResponseError::KafkaStorageError,
+                format!("could not commit the metadata change: {error}"),
+            ));
+        }
+        Some(Ok(Some(placed))) => placed,
+    };
+    wait_published(shard, index).await?;
+    let applied_term = {
+        let log = shard.metadata_log.borrow();
+        log.as_ref().and_then(|log| log.applied_term(index))
+    };
+    if applied_term != Some(term) {
+        return Err(failure(
+            ResponseError::NotController,
+            "leadership of the controller quorum moved before the change committed",
+        ));
+    }
+    Ok(())
 }
 
 /// ElectLeaders (on the controller shard): decided on the metadata log's state,
@@ -384,7 +689,16 @@ pub async fn elect_leaders(
     keys: Option<Vec<PartitionKey>>,
     unclean: bool,
 ) -> Vec<(PartitionKey, Result<(), (i16, String)>)> {
-    let _permit = lock(&shard).await;
+    let _permit = match begin(&shard).await {
+        Ok(permit) => permit,
+        Err(error) => {
+            return keys
+                .unwrap_or_default()
+                .into_iter()
+                .map(|key| (key, Err(error.clone())))
+                .collect();
+        }
+    };
     let (outcomes, changes) = {
         let log = shard.metadata_log.borrow();
         let log = log
@@ -399,70 +713,79 @@ pub async fn elect_leaders(
             (key, outcome)
         })
         .collect();
-    if changes.is_empty() {
-        return outcomes;
-    }
     let records = changes
         .into_iter()
         .map(MetadataRecord::Replication)
         .collect();
-    let next = shard.metadata().with_change(|_| {});
-    match publish_records(&shard, records, next).await {
+    match commit_records(&shard, records).await {
         Ok(()) => {
-            info!(
-                elected = outcomes
-                    .iter()
-                    .filter(|(_, outcome)| outcome.is_ok())
-                    .count(),
-                "elected leaders"
-            );
+            let elected = outcomes.iter().filter(|(_, o)| o.is_ok()).count();
+            if elected > 0 {
+                info!(elected, "elected leaders");
+            }
             outcomes
         }
-        Err(message) => outcomes
+        Err(error) => outcomes
             .into_iter()
-            .map(|(key, outcome)| {
-                let outcome = outcome
-                    .and_then(|()| Err(failure(ResponseError::KafkaStorageError, message.clone())));
-                (key, outcome)
-            })
+            .map(|(key, outcome)| (key, outcome.and_then(|()| Err(error.clone()))))
             .collect(),
     }
 }
 
-/// Commits the change to the metadata log, then installs it on every shard.
-async fn publish(shard: &Rc<Shard>, next: ClusterMetadata) -> Result<(), String> {
-    let records = {
+/// Applies what the quorum committed and publishes it to every shard, for the life of
+/// the broker (every node runs it on its controller shard). The active controller also
+/// acts on the requests among the applied records.
+pub async fn apply_loop(shard: Rc<Shard>) {
+    let changed = {
         let log = shard.metadata_log.borrow();
-        let log = log
-            .as_ref()
-            .expect("the controller shard holds the metadata log");
-        shard.metadata().records_for_change(&next, log.state())
+        log.as_ref().expect("started").changed()
     };
-    publish_records(shard, records, next).await
+    loop {
+        {
+            let listen = changed.listen();
+            let timer = glommio::timer::sleep(Duration::from_millis(100));
+            futures::pin_mut!(listen, timer);
+            futures::future::select(listen, timer).await;
+        }
+        if shard.is_shutting_down() {
+            return;
+        }
+        let (applied, leader) = {
+            let mut log = shard.metadata_log.borrow_mut();
+            let Some(log) = log.as_mut() else { return };
+            (log.apply_committed(), log.is_leader())
+        };
+        let applied = match applied {
+            Ok(applied) => applied,
+            Err(error) => {
+                error!(%error, "could not apply the metadata log");
+                continue;
+            }
+        };
+        if applied.entries > 0 {
+            let (next, index) = {
+                let log = shard.metadata_log.borrow();
+                let log = log.as_ref().expect("held above");
+                let mut next = shard
+                    .metadata()
+                    .from_state(log.state(), shard.config.log_dirs.len());
+                next.controller_id = log.leader().unwrap_or(-1);
+                (next, log.applied_index())
+            };
+            if let Err(message) = install(&shard, next).await {
+                error!(error = %message, "a shard could not apply new metadata");
+            }
+            shard.published_index.set(index);
+            shard.metadata_published.notify_all();
+        }
+        if leader && !applied.requests.is_empty() {
+            glommio::spawn_local(handle_requests(shard.clone(), applied.requests)).detach();
+        }
+    }
 }
 
-/// Commits `records` (which turn the current metadata into `next`), then installs
-/// `next`, with the registrations and brokers as the log now has them, on every shard.
-async fn publish_records(
-    shard: &Rc<Shard>,
-    records: Vec<MetadataRecord>,
-    mut next: ClusterMetadata,
-) -> Result<(), String> {
-    let committed = {
-        let mut log = shard.metadata_log.borrow_mut();
-        let log = log
-            .as_mut()
-            .expect("the controller shard holds the metadata log");
-        let committed = log.commit(records);
-        if committed.is_ok() {
-            next.refresh_from_log(log.state());
-        }
-        committed
-    };
-    if let Err(error) = committed {
-        error!(%error, "could not commit a metadata change");
-        return Err(format!("could not commit the metadata change: {error}"));
-    }
+/// Installs `next` on every shard.
+async fn install(shard: &Rc<Shard>, next: ClusterMetadata) -> Result<(), String> {
     let next = Arc::new(next);
     let results = shard
         .invoke_on_all(move |target: Rc<Shard>| {
@@ -478,12 +801,285 @@ async fn publish_records(
     for result in results {
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(message)) => {
-                error!(error = %message, "a shard could not apply new metadata");
-                return Err(message);
-            }
+            Ok(Err(message)) => return Err(message),
             Err(gone) => return Err(gone.to_string()),
         }
     }
     Ok(())
+}
+
+/// The active controller decides on brokers' requests, one at a time.
+async fn handle_requests(shard: Rc<Shard>, requests: Vec<ControllerRequest>) {
+    for request in requests {
+        let Ok(_permit) = begin(&shard).await else {
+            return;
+        };
+        let now_ms = weir_storage::now_ms().max(0) as u64;
+        let records: Vec<MetadataRecord> = {
+            let mut log = shard.metadata_log.borrow_mut();
+            let Some(log) = log.as_mut() else { return };
+            let state = log.state_mut();
+            match &request {
+                ControllerRequest::Register {
+                    node,
+                    incarnation,
+                    clean_shutdown,
+                    host,
+                    port,
+                    rack,
+                } => {
+                    let known = state.control().broker(*node).map(|b| b.incarnation);
+                    if known.is_some_and(|known| known >= *incarnation) {
+                        Vec::new()
+                    } else {
+                        let endpoint = crate::replication::cluster_state::Endpoint {
+                            host: host.clone(),
+                            port: *port,
+                            rack: rack.clone(),
+                        };
+                        info!(node, incarnation, clean_shutdown, "registering broker");
+                        state.register_broker(
+                            *node,
+                            *incarnation,
+                            *clean_shutdown,
+                            endpoint,
+                            now_ms,
+                        )
+                    }
+                }
+                ControllerRequest::ControlledShutdown { node, incarnation } => {
+                    let current = state.control().broker(*node).map(|b| b.incarnation);
+                    if current == Some(*incarnation) {
+                        info!(
+                            node,
+                            "controlled shutdown: fencing the broker and moving its leadership"
+                        );
+                        state
+                            .control()
+                            .controlled_shutdown(*node)
+                            .into_iter()
+                            .map(MetadataRecord::Replication)
+                            .collect()
+                    } else {
+                        Vec::new()
+                    }
+                }
+                ControllerRequest::AllocateProducerIds { node, nonce } => {
+                    let start = state.next_producer_id_block();
+                    vec![MetadataRecord::ProducerIdBlock {
+                        next_block_start: start + crate::producer_ids::PRODUCER_ID_BLOCK_SIZE,
+                        granted: Some(ProducerIdGrant {
+                            node: *node,
+                            nonce: *nonce,
+                            start,
+                        }),
+                    }]
+                }
+                ControllerRequest::AlterPartition {
+                    leader,
+                    key,
+                    leader_epoch,
+                    partition_epoch,
+                    isr,
+                } => match state.control().alter_partition(
+                    key,
+                    *leader,
+                    *leader_epoch,
+                    *partition_epoch,
+                    isr,
+                ) {
+                    Ok((registration, changes)) => {
+                        info!(topic = %key.0, partition = key.1, isr = ?registration.isr, "ISR changed");
+                        changes
+                            .into_iter()
+                            .map(MetadataRecord::Replication)
+                            .collect()
+                    }
+                    Err(error) => {
+                        debug!(topic = %key.0, partition = key.1, %error, "AlterPartition refused");
+                        Vec::new()
+                    }
+                },
+            }
+        };
+        if let Err((_, message)) = commit_records(&shard, records).await {
+            warn!(%message, "could not commit a broker request's outcome");
+        }
+    }
+}
+
+/// The active controller's view of broker liveness (combined mode: a broker is alive
+/// while its quorum voter answers): live voters heartbeat (a fenced one is unfenced
+/// once it caught up with the metadata log); a voter silent for
+/// `broker.session.timeout.ms` is fenced and its leaderships move.
+pub async fn liveness_loop(shard: Rc<Shard>) {
+    let mut was_leader = false;
+    loop {
+        glommio::timer::sleep(Duration::from_millis(LIVENESS_CHECK_MS)).await;
+        if shard.is_shutting_down() {
+            return;
+        }
+        let leader = {
+            let log = shard.metadata_log.borrow();
+            log.as_ref().is_some_and(|log| log.is_leader())
+        };
+        if !leader {
+            was_leader = false;
+            continue;
+        }
+        let Ok(_permit) = begin(&shard).await else {
+            continue;
+        };
+        let now_ms = weir_storage::now_ms().max(0) as u64;
+        let records: Vec<MetadataRecord> = {
+            let mut log = shard.metadata_log.borrow_mut();
+            let Some(log) = log.as_mut() else { return };
+            if !was_leader {
+                // Heartbeat times are not replicated: every session starts now.
+                log.state_mut().control_mut().reset_sessions(now_ms);
+                was_leader = true;
+            }
+            let mut changes = Vec::new();
+            let brokers: Vec<(NodeId, bool)> = log
+                .state()
+                .control()
+                .brokers()
+                .map(|(node, broker)| (node, broker.fenced))
+                .collect();
+            for (node, fenced) in brokers {
+                let alive = log.heard_within(node, now_ms, HEARD_WITHIN_MS);
+                if alive && (!fenced || log.caught_up(node)) {
+                    changes.extend(log.state_mut().control_mut().heartbeat(node, now_ms));
+                }
+            }
+            if changes.is_empty() {
+                changes = log.state().control().expire(now_ms);
+                for change in &changes {
+                    if let MetadataChange::FenceBroker { node } = change {
+                        warn!(
+                            node,
+                            "broker session expired: fencing it and moving its leaderships"
+                        );
+                    }
+                }
+            }
+            changes
+                .into_iter()
+                .map(MetadataRecord::Replication)
+                .collect()
+        };
+        if let Err((_, message)) = commit_records(&shard, records).await {
+            warn!(%message, "could not commit a liveness change");
+        }
+    }
+}
+
+/// Sends `request` to the active controller through the log until `done` holds on this
+/// node's applied state (a lost request is sent again), or `give_up_after` passes.
+pub async fn request_until(
+    shard: &Rc<Shard>,
+    request: ControllerRequest,
+    done: impl Fn(&crate::replication::cluster_state::ClusterState) -> bool,
+    give_up_after: Option<Duration>,
+) -> bool {
+    let started = std::time::Instant::now();
+    loop {
+        {
+            let mut log = shard.metadata_log.borrow_mut();
+            let Some(log) = log.as_mut() else {
+                return false;
+            };
+            if done(log.state()) {
+                return true;
+            }
+            if let Err(error) = log.propose(&[MetadataRecord::Request(request.clone())]) {
+                debug!(%error, "a controller request was not sent (no quorum leader yet)");
+            }
+        }
+        if give_up_after.is_some_and(|limit| started.elapsed() >= limit) {
+            return false;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_millis(REQUEST_RETRY_MS);
+        while std::time::Instant::now() < deadline {
+            let listen = shard.metadata_published.listen();
+            let timer = glommio::timer::sleep(Duration::from_millis(100));
+            futures::pin_mut!(listen, timer);
+            futures::future::select(listen, timer).await;
+            let log = shard.metadata_log.borrow();
+            if log.as_ref().is_some_and(|log| done(log.state())) {
+                return true;
+            }
+        }
+    }
+}
+
+/// Reserves the next producer id block (on the controller shard, which must be the
+/// active controller): its end is committed before the block is handed out.
+pub async fn allocate_producer_ids(
+    shard: &Rc<Shard>,
+    floor: i64,
+) -> Result<(i64, i64), (i16, String)> {
+    let unavailable =
+        |(_, message): CommitError| (ResponseError::CoordinatorNotAvailable.code(), message);
+    let leads = {
+        let log = shard.metadata_log.borrow();
+        log.as_ref().is_some_and(|log| log.is_leader())
+    };
+    if !leads {
+        return allocate_producer_ids_remotely(shard).await;
+    }
+    let _permit = begin(shard).await.map_err(unavailable)?;
+    let log_dir = shard.config.log_dirs[0].clone();
+    let (start, end, record) = {
+        let log = shard.metadata_log.borrow();
+        let log = log
+            .as_ref()
+            .expect("the controller shard holds the metadata log");
+        shard.producer_id_blocks.plan(log, &log_dir, floor)?
+    };
+    commit_records(shard, vec![record])
+        .await
+        .map_err(|(code, message)| {
+            if code == ResponseError::KafkaStorageError.code() {
+                (code, message)
+            } else {
+                (ResponseError::CoordinatorNotAvailable.code(), message)
+            }
+        })?;
+    shard.producer_id_blocks.allocated(&log_dir)?;
+    Ok((start, end))
+}
+
+/// A producer id block from the active controller on another node: asked through the
+/// metadata log, granted there, seen here once the grant is applied.
+async fn allocate_producer_ids_remotely(shard: &Rc<Shard>) -> Result<(i64, i64), (i16, String)> {
+    let node = shard.config.node_id;
+    let nonce = uuid::Uuid::new_v4().as_u64_pair().0;
+    let request = ControllerRequest::AllocateProducerIds { node, nonce };
+    let granted = move |state: &crate::replication::cluster_state::ClusterState| {
+        state
+            .producer_id_grant(node)
+            .is_some_and(|grant| grant.nonce == nonce)
+    };
+    if !request_until(shard, request, granted, Some(Duration::from_millis(5_000))).await {
+        return Err((
+            ResponseError::CoordinatorNotAvailable.code(),
+            "the active controller did not grant producer ids in time".to_string(),
+        ));
+    }
+    let log = shard.metadata_log.borrow();
+    let grant = log
+        .as_ref()
+        .and_then(|log| log.state().producer_id_grant(node))
+        .filter(|grant| grant.nonce == nonce)
+        .ok_or_else(|| {
+            (
+                ResponseError::CoordinatorNotAvailable.code(),
+                "the producer id grant was replaced".to_string(),
+            )
+        })?;
+    Ok((
+        grant.start,
+        grant.start + crate::producer_ids::PRODUCER_ID_BLOCK_SIZE,
+    ))
 }

@@ -16,6 +16,7 @@
 //! threads (only `Send` closures and their results do); every queue is bounded.
 
 pub mod api;
+pub mod broker_client;
 pub mod cleaner;
 pub mod cli;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod metadata;
 pub mod partition;
 pub mod producer_ids;
 pub mod quorum;
+pub mod replica_manager;
 pub mod replication;
 pub mod retention;
 pub mod routing;

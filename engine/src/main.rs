@@ -52,6 +52,9 @@ enum Command {
     DumpLog(cli::dump_log::Args),
     /// Elect preferred or unclean leaders (kafka-leader-election.sh).
     LeaderElection(cli::leader_election::Args),
+    /// Run a replicated cluster of N brokers on this machine (each its own ports and
+    /// data directory) until Ctrl-C.
+    LocalCluster(cli::local_cluster::Args),
     /// Describe the metadata quorum (kafka-metadata-quorum.sh).
     MetadataQuorum(cli::metadata_quorum::Args),
     /// Check this machine's settings for running a broker, with the fix for each.
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::DumpLog(args) => cli::dump_log::run(args),
         Command::Tune(args) => cli::tune::run(args),
         Command::MetadataQuorum(args) => cli::metadata_quorum::run(args),
+        Command::LocalCluster(args) => cli::local_cluster::run(args),
         Command::LeaderElection(args) => cli::leader_election::run(args),
         Command::Perf(args) => cli::perf::run(args),
         Command::Broker {

@@ -63,6 +63,8 @@ pub struct ClusterMetadata {
     pub brokers: Vec<BrokerInfo>,
     /// Bumped at every change, so shards can tell snapshots apart.
     pub version: u64,
+    /// The active controller (the quorum's leader) when this was published; -1: none.
+    pub controller_id: i32,
 }
 
 /// A registered broker as clients see it.
@@ -122,6 +124,7 @@ impl ClusterMetadata {
             broker_configs: self.broker_configs.clone(),
             brokers: self.brokers.clone(),
             version: self.version + 1,
+            controller_id: self.controller_id,
         }
     }
 
@@ -153,6 +156,54 @@ impl ClusterMetadata {
             .collect();
     }
 
+    /// The metadata the applied `state` describes, keeping the log dir of every
+    /// partition this metadata already places (new partitions go to the least loaded).
+    pub fn from_state(&self, state: &ClusterState, log_dir_count: usize) -> ClusterMetadata {
+        let mut topics = BTreeMap::new();
+        let mut extra = Vec::new();
+        for (name, topic) in state.topics() {
+            let before = self.topics.get(name).filter(|before| before.id == topic.id);
+            let partition_dirs = (0..topic.partitions)
+                .map(|partition| {
+                    before
+                        .and_then(|before| before.partition_dirs.get(partition as usize))
+                        .copied()
+                        .filter(|dir| *dir < log_dir_count)
+                        .unwrap_or_else(|| {
+                            let dir = self.least_loaded_dir(log_dir_count, &extra);
+                            extra.push(dir);
+                            dir
+                        })
+                })
+                .collect();
+            topics.insert(
+                name.clone(),
+                TopicMetadata {
+                    name: name.clone(),
+                    id: topic.id,
+                    partitions: topic.partitions,
+                    configs: topic.configs.clone(),
+                    partition_dirs,
+                    registrations: Vec::new(),
+                },
+            );
+        }
+        let mut next = self.with_change(|all| *all = topics);
+        next.broker_configs = state.broker_configs().clone();
+        next.refresh_from_log(state);
+        next
+    }
+
+    /// The broker clients should send controller requests to (Metadata's
+    /// `controller_id`): the active controller, else this node.
+    pub fn controller_or_self(&self) -> i32 {
+        if self.controller_id >= 0 {
+            self.controller_id
+        } else {
+            self.node_id
+        }
+    }
+
     /// Builds the metadata from the metadata log and the partition directories under
     /// `log_dirs`, first importing an older `weir-topics.json` into a new log and
     /// adopting partition directories the log does not know (both committed to the log).
@@ -167,6 +218,12 @@ impl ClusterMetadata {
         let legacy_path = log_dirs[0].join(TOPICS_FILE_NAME);
         let mut legacy_dirs: BTreeMap<(String, i32), usize> = BTreeMap::new();
         match std::fs::read(&legacy_path) {
+            Ok(_) if !log.can_commit_now() => {
+                notes.push(format!(
+                    "{} is not imported: a multi-node cluster's metadata comes from its quorum",
+                    legacy_path.display()
+                ));
+            }
             Ok(bytes) => {
                 let file: TopicsFile = serde_json::from_slice(&bytes).map_err(|error| {
                     std::io::Error::new(
@@ -245,6 +302,12 @@ impl ClusterMetadata {
             if log.state().topic(name).is_some() {
                 continue;
             }
+            if !log.can_commit_now() {
+                notes.push(format!(
+                    "partition directories of topic {name} are not in the cluster's metadata; left alone"
+                ));
+                continue;
+            }
             let count = partitions.keys().max().map_or(0, |max| max + 1);
             let id = partitions
                 .values()
@@ -297,6 +360,7 @@ impl ClusterMetadata {
             broker_configs: state.broker_configs().clone(),
             brokers: Vec::new(),
             version: 0,
+            controller_id: log.leader().unwrap_or(-1),
         };
         metadata.refresh_from_log(state);
         // Partitions without a directory yet (created, never opened) get the least
@@ -472,7 +536,11 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
 
 /// Ensures `meta.properties` in every log dir agrees on node and cluster; creates it
 /// where missing. Returns the cluster id.
-pub fn ensure_meta_properties(log_dirs: &[PathBuf], node_id: i32) -> Result<String, String> {
+pub fn ensure_meta_properties(
+    log_dirs: &[PathBuf],
+    node_id: i32,
+    new_cluster_id: Option<String>,
+) -> Result<String, String> {
     let mut cluster_id: Option<String> = None;
     for dir in log_dirs {
         let existing = meta::MetaProperties::read(dir).map_err(|error| error.to_string())?;
@@ -496,7 +564,9 @@ pub fn ensure_meta_properties(log_dirs: &[PathBuf], node_id: i32) -> Result<Stri
             cluster_id = Some(existing.cluster_id.clone());
         }
     }
-    let cluster_id = cluster_id.unwrap_or_else(|| meta::uuid_to_kafka_string(Uuid::new_v4()));
+    let cluster_id = cluster_id
+        .or(new_cluster_id)
+        .unwrap_or_else(|| meta::uuid_to_kafka_string(Uuid::new_v4()));
     for dir in log_dirs {
         if meta::MetaProperties::read(dir)
             .map_err(|error| error.to_string())?
@@ -511,6 +581,15 @@ pub fn ensure_meta_properties(log_dirs: &[PathBuf], node_id: i32) -> Result<Stri
         }
     }
     Ok(cluster_id)
+}
+
+/// The cluster id every node of a new multi-node cluster takes without a format step:
+/// derived from `controller.quorum.voters` (the same on every node), so the nodes agree.
+pub fn cluster_id_for_voters(voters: &str) -> String {
+    let forward = crate::routing::fnv1a_64(voters.as_bytes());
+    let reversed: Vec<u8> = voters.bytes().rev().collect();
+    let backward = crate::routing::fnv1a_64(&reversed);
+    meta::uuid_to_kafka_string(Uuid::from_u64_pair(forward, backward))
 }
 
 /// Whether `path` is inside one of the log dirs (guards directory deletion).
@@ -537,8 +616,14 @@ mod tests {
     use crate::replication::control::ReplicationControl;
 
     fn open_log(dir: &Path) -> MetadataLog {
-        let mut log =
-            MetadataLog::open(dir, 0, &[0], ReplicationControl::new(9_000)).expect("open");
+        let mut log = MetadataLog::open(
+            dir,
+            0,
+            &[0],
+            crate::quorum::timing(1000, std::time::Duration::from_millis(100)),
+            ReplicationControl::new(9_000),
+        )
+        .expect("open");
         let endpoint = Endpoint {
             host: "127.0.0.1".into(),
             port: 9092,

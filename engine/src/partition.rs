@@ -21,6 +21,9 @@ use weir_storage::{
 
 use crate::disk_space::DirSpace;
 use crate::event::Event;
+pub use crate::replication::leader::FollowerFetch as ReplicaFetchAnswer;
+use crate::replication::leader::{AlterPartition, LeaderConfig, LeaderState};
+use crate::replication::{NO_LEADER, NodeId, PartitionRegistration, ReplicationError};
 
 /// Offsets a ListOffsets request can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,45 @@ pub struct Partition {
     /// This broker's leader epoch for the partition: stamped into appended batches and
     /// checked against the `current_leader_epoch` clients send (KIP-320).
     leader_epoch: Cell<i32>,
+    /// Everything below it is committed (on every in-sync replica): consumers read up
+    /// to it, acks=all waits for it.
+    high_watermark: Cell<i64>,
+    /// This broker's part in the partition's replication.
+    role: std::cell::RefCell<Role>,
+    /// Fired when the high watermark moves or the role changes (acks=all waiters).
+    pub committed: Rc<Event>,
+}
+
+/// This broker's part in a partition.
+#[derive(Debug)]
+pub enum Role {
+    /// Not decided yet (just opened) or no longer a replica.
+    None,
+    Leader(Box<LeaderState>),
+    Follower {
+        leader: NodeId,
+        leader_epoch: i32,
+    },
+}
+
+/// How a registration changed this broker's part in a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadershipChange {
+    None,
+    /// This broker leads it now (and did not before).
+    Became,
+    /// This broker led it and no longer does.
+    Lost,
+    /// This broker follows another leader or leader epoch than before.
+    NewLeaderToFollow,
+}
+
+/// Why an acks=all append was not acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckError {
+    Replication(ReplicationError),
+    /// The ISR did not catch up within the request's timeout.
+    TimedOut,
 }
 
 impl Partition {
@@ -100,7 +142,250 @@ impl Partition {
             flush_interval_ms: Cell::new(flush_interval_ms),
             last_flush_ms: Cell::new(weir_storage::now_ms()),
             leader_epoch: Cell::new(crate::replication::INITIAL_LEADER_EPOCH),
+            high_watermark: Cell::new(0),
+            role: std::cell::RefCell::new(Role::None),
+            committed: Event::new(),
         })
+    }
+
+    /// The high watermark a restart found in `replication-offset-checkpoint` (within
+    /// the log), before this broker knows its role.
+    pub fn restore_high_watermark(&self, high_watermark: i64) {
+        let clamped = high_watermark.clamp(self.log_start_offset(), self.log_end_offset());
+        self.high_watermark.set(clamped);
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(*self.role.borrow(), Role::Leader(_))
+    }
+
+    /// The leader this broker follows for the partition, with its epoch.
+    pub fn following(&self) -> Option<(NodeId, i32)> {
+        match *self.role.borrow() {
+            Role::Follower {
+                leader,
+                leader_epoch,
+            } => Some((leader, leader_epoch)),
+            _ => None,
+        }
+    }
+
+    /// Takes the partition's registration: leads it (a new leader state per leader
+    /// epoch), follows its leader, or neither. Answers how leadership changed.
+    pub fn apply_registration(
+        &self,
+        node: NodeId,
+        registration: &PartitionRegistration,
+        config: LeaderConfig,
+        now_ms: u64,
+    ) -> LeadershipChange {
+        let was_leader = self.is_leader();
+        if registration.leader_epoch > self.leader_epoch.get() {
+            self.leader_epoch.set(registration.leader_epoch);
+        }
+        let mut role = self.role.borrow_mut();
+        let follower_changed = if registration.leader == node {
+            let same_leadership = match &mut *role {
+                Role::Leader(state) => {
+                    state.set_config(config);
+                    state.update_registration(registration)
+                }
+                _ => false,
+            };
+            if !same_leadership {
+                let state = LeaderState::new(
+                    node,
+                    config,
+                    registration.clone(),
+                    self.log_end_offset(),
+                    self.high_watermark.get().min(self.log_end_offset()),
+                    now_ms,
+                );
+                *role = Role::Leader(Box::new(state));
+            }
+            false
+        } else if registration.replicas.contains(&node) && registration.leader != NO_LEADER {
+            let next = Role::Follower {
+                leader: registration.leader,
+                leader_epoch: registration.leader_epoch,
+            };
+            let changed = !matches!(&*role, Role::Follower { leader, leader_epoch }
+                if *leader == registration.leader && *leader_epoch == registration.leader_epoch);
+            if changed {
+                *role = next;
+            }
+            changed
+        } else {
+            *role = Role::None;
+            false
+        };
+        if let Role::Leader(state) = &mut *role {
+            state.advance_high_watermark(self.log_end_offset());
+            self.high_watermark
+                .set(self.high_watermark.get().max(state.high_watermark()));
+        }
+        let is_leader = matches!(&*role, Role::Leader(_));
+        drop(role);
+        self.committed.notify_all();
+        self.appended.notify_all();
+        match (was_leader, is_leader) {
+            (false, true) => LeadershipChange::Became,
+            (true, false) => LeadershipChange::Lost,
+            _ if follower_changed => LeadershipChange::NewLeaderToFollow,
+            _ => LeadershipChange::None,
+        }
+    }
+
+    /// The ISR change this leader wants, if any (see `LeaderState::isr_change`).
+    pub fn isr_change(&self, now_ms: u64) -> Option<AlterPartition> {
+        match &mut *self.role.borrow_mut() {
+            Role::Leader(state) => state.isr_change(self.log_end_offset(), now_ms),
+            _ => None,
+        }
+    }
+
+    /// A follower's fetch at `fetch_offset` (leader only): where it diverges, or the high
+    /// watermark to send it with the records from `fetch_offset`.
+    pub async fn on_follower_fetch(
+        &self,
+        follower: NodeId,
+        current_leader_epoch: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: Option<i32>,
+        now_ms: u64,
+    ) -> Result<ReplicaFetchAnswer, ReplicationError> {
+        let log = self
+            .log
+            .read()
+            .await
+            .map_err(|_| ReplicationError::NotLeaderOrFollower)?;
+        let mut role = self.role.borrow_mut();
+        let Role::Leader(state) = &mut *role else {
+            return Err(ReplicationError::NotLeaderOrFollower);
+        };
+        let answer = state.on_follower_fetch(
+            follower,
+            current_leader_epoch,
+            fetch_offset,
+            last_fetched_epoch,
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.leader_epochs(),
+            now_ms,
+        )?;
+        if state.high_watermark() > self.high_watermark.get() {
+            self.high_watermark.set(state.high_watermark());
+            drop(role);
+            self.committed.notify_all();
+            self.appended.notify_all();
+        }
+        Ok(answer)
+    }
+
+    /// Whether an acks=all produce may append now (the committed ISR is large enough).
+    pub fn check_produce(&self, acks_all: bool) -> Result<(), ReplicationError> {
+        match &*self.role.borrow() {
+            Role::Leader(state) if acks_all => state.check_produce(),
+            Role::Leader(_) => Ok(()),
+            _ => Err(ReplicationError::NotLeaderOrFollower),
+        }
+    }
+
+    /// Waits until the ISR holds everything up to `last_offset` (acks=all), the
+    /// leadership ends, or `timeout` passes.
+    pub async fn wait_acknowledged(
+        &self,
+        last_offset: i64,
+        timeout: Duration,
+    ) -> Result<(), AckError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let status = match &*self.role.borrow() {
+                Role::Leader(state) => state.ack_status(last_offset),
+                _ => Some(Err(ReplicationError::NotLeaderOrFollower)),
+            };
+            if let Some(status) = status {
+                return status.map_err(AckError::Replication);
+            }
+            if self.closed.get() {
+                return Err(AckError::Replication(ReplicationError::NotLeaderOrFollower));
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(AckError::TimedOut);
+            }
+            let listen = self.committed.listen();
+            let timer = glommio::timer::sleep(deadline - now);
+            futures::pin_mut!(listen, timer);
+            futures::future::select(listen, timer).await;
+        }
+    }
+
+    /// The leader's batches, appended as they are (follower only).
+    pub async fn append_as_follower(
+        &self,
+        records: Bytes,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
+        if self.closed.get() {
+            return Err(self.closed_error());
+        }
+        log.append_as_follower(records, now_ms).await?;
+        self.log_end_offset.set(log.log_end_offset());
+        self.recovery_point.set(log.recovery_point());
+        drop(log);
+        self.appended.notify_all();
+        Ok(())
+    }
+
+    /// The log's epochs (for a follower's fetch).
+    pub async fn leader_epochs(&self) -> Result<Vec<(i32, i64)>, StorageError> {
+        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        Ok(log.leader_epochs().to_vec())
+    }
+
+    /// Removes everything at or after `offset` (a follower's divergent suffix).
+    pub async fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
+        let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
+        if self.closed.get() {
+            return Err(self.closed_error());
+        }
+        log.truncate_to(offset).await?;
+        self.after_truncation(&log);
+        Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower behind the leader's log start).
+    pub async fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), StorageError> {
+        let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
+        if self.closed.get() {
+            return Err(self.closed_error());
+        }
+        log.truncate_fully_and_start_at(offset).await?;
+        self.after_truncation(&log);
+        Ok(())
+    }
+
+    fn after_truncation(&self, log: &PartitionLog) {
+        self.log_end_offset.set(log.log_end_offset());
+        self.log_start_offset.set(log.log_start_offset());
+        self.recovery_point.set(log.recovery_point());
+        self.high_watermark
+            .set(self.high_watermark.get().min(log.log_end_offset()));
+    }
+
+    /// A follower learns the leader's high watermark.
+    pub fn follower_high_watermark(&self, leader_high_watermark: i64) {
+        let next = crate::replication::follower::follower_high_watermark(
+            self.high_watermark.get(),
+            leader_high_watermark,
+            self.log_end_offset(),
+        );
+        if next != self.high_watermark.get() {
+            self.high_watermark.set(next);
+            self.appended.notify_all();
+        }
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -156,7 +441,7 @@ impl Partition {
 
     /// The high watermark: everything below it is readable by consumers.
     pub fn high_watermark(&self) -> i64 {
-        self.log_end_offset.get()
+        self.high_watermark.get()
     }
 
     fn closed_error(&self) -> StorageError {
@@ -200,8 +485,46 @@ impl Partition {
         self.log_end_offset.set(log.log_end_offset());
         self.recovery_point.set(log.recovery_point());
         drop(log);
+        self.advance_high_watermark();
         self.appended.notify_all();
         Ok(info)
+    }
+
+    /// A leader moves its high watermark after its own append (alone in its ISR, at once).
+    fn advance_high_watermark(&self) {
+        let moved = match &mut *self.role.borrow_mut() {
+            Role::Leader(state) => {
+                state.advance_high_watermark(self.log_end_offset());
+                state.high_watermark()
+            }
+            _ => return,
+        };
+        if moved > self.high_watermark.get() {
+            self.high_watermark.set(moved);
+            self.committed.notify_all();
+        }
+    }
+
+    /// Reads whole batches from `offset` up to the log end (a follower's fetch).
+    pub async fn read_to_end(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, StorageError> {
+        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        log.read(offset, max_bytes, true, log.log_end_offset())
+            .await
+    }
+
+    /// The batches `read_to_end` returns, as a region of a segment file.
+    pub async fn read_slice_to_end(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<SliceResult, StorageError> {
+        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        log.read_slice(offset, max_bytes, true, log.log_end_offset())
+            .await
     }
 
     /// Reads whole batches from `offset` up to the high watermark.
@@ -228,9 +551,15 @@ impl Partition {
             .await
     }
 
-    /// Waits until data past `offset` exists or `wait` elapses.
-    pub async fn wait_for_data(&self, offset: i64, wait: Duration) {
-        if self.log_end_offset() > offset || self.closed.get() {
+    /// Waits until data past `offset` exists (below the high watermark for consumers,
+    /// in the log for a follower) or `wait` elapses.
+    pub async fn wait_for_data(&self, offset: i64, wait: Duration, replica: bool) {
+        let end = if replica {
+            self.log_end_offset()
+        } else {
+            self.high_watermark()
+        };
+        if end > offset || self.closed.get() {
             return;
         }
         let listen = self.appended.listen();
@@ -434,6 +763,7 @@ impl Partition {
         self.recovery_point.set(log.recovery_point());
         drop(log);
         self.appended.notify_all();
+        self.committed.notify_all();
         Ok(())
     }
 }

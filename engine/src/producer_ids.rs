@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  shard k: ProducerIdCache [next, end) ──empty──► invoke_on(controller shard)
-//!                     ProducerIdBlocks: commit ProducerIdBlock{start+BLOCK} to the metadata log,
+//!                     ProducerIdBlocks: commit ProducerIdBlock{start+BLOCK} through the quorum
+//!                     (the active controller only; elsewhere COORDINATOR_NOT_AVAILABLE, retried),
 //!                                       then hand out [start, start+BLOCK)
 //! ```
 //!
@@ -52,16 +53,14 @@ impl ProducerIdBlocks {
         !self.allocated.get()
     }
 
-    /// Reserves the next block, committing its end to the metadata log before
-    /// returning it. `floor`: no id below it may be handed out (ids the logs already
-    /// hold). Synchronous on purpose: no other allocation can interleave on the
-    /// controller shard.
-    pub fn allocate(
+    /// The next block and the record that reserves it. `floor`: no id below it may be
+    /// handed out (ids the logs already hold).
+    pub fn plan(
         &self,
-        log: &mut MetadataLog,
+        log: &MetadataLog,
         log_dir: &Path,
         floor: i64,
-    ) -> Result<(i64, i64), AllocationError> {
+    ) -> Result<(i64, i64, MetadataRecord), AllocationError> {
         let storage_error = |error: String| (ResponseError::KafkaStorageError.code(), error);
         let legacy_path = log_dir.join(PRODUCER_IDS_FILE);
         let legacy = read_next_block_start(&legacy_path).map_err(storage_error)?;
@@ -69,17 +68,44 @@ impl ProducerIdBlocks {
         let end = start
             .checked_add(PRODUCER_ID_BLOCK_SIZE)
             .ok_or_else(|| storage_error("producer ids are exhausted".to_string()))?;
-        log.commit(vec![MetadataRecord::ProducerIdBlock {
-            next_block_start: end,
-        }])
-        .map_err(|error| storage_error(error.to_string()))?;
+        Ok((
+            start,
+            end,
+            MetadataRecord::ProducerIdBlock {
+                next_block_start: end,
+                granted: None,
+            },
+        ))
+    }
+
+    /// After the block's record committed: an older file's value is in the log now.
+    pub fn allocated(&self, log_dir: &Path) -> Result<(), AllocationError> {
+        let legacy_path = log_dir.join(PRODUCER_IDS_FILE);
         if legacy_path.exists() {
-            // Its value is in the log now.
             std::fs::rename(&legacy_path, legacy_path.with_extension("imported")).map_err(
-                |error| storage_error(format!("cannot rename {}: {error}", legacy_path.display())),
+                |error| {
+                    (
+                        ResponseError::KafkaStorageError.code(),
+                        format!("cannot rename {}: {error}", legacy_path.display()),
+                    )
+                },
             )?;
         }
         self.allocated.set(true);
+        Ok(())
+    }
+
+    /// Reserves the next block with a synchronous commit (a single voter's start-up).
+    pub fn allocate(
+        &self,
+        log: &mut MetadataLog,
+        log_dir: &Path,
+        floor: i64,
+    ) -> Result<(i64, i64), AllocationError> {
+        let (start, end, record) = self.plan(log, log_dir, floor)?;
+        log.commit(vec![record])
+            .map_err(|error| (ResponseError::KafkaStorageError.code(), error.to_string()))?;
+        self.allocated(log_dir)?;
         Ok((start, end))
     }
 }
@@ -113,13 +139,7 @@ pub async fn next_producer_id(shard: &Rc<Shard>) -> Result<i64, AllocationError>
                 } else {
                     0
                 };
-                let mut log = controller.metadata_log.borrow_mut();
-                let log = log
-                    .as_mut()
-                    .expect("the controller shard holds the metadata log");
-                controller
-                    .producer_id_blocks
-                    .allocate(log, &controller.config.log_dirs[0], floor)
+                crate::controller::allocate_producer_ids(&controller, floor).await
             })
             .await
             .map_err(|gone| {
@@ -166,7 +186,14 @@ mod tests {
     use crate::replication::control::ReplicationControl;
 
     fn open(dir: &Path) -> MetadataLog {
-        MetadataLog::open(dir, 0, &[0], ReplicationControl::new(9_000)).expect("open")
+        MetadataLog::open(
+            dir,
+            0,
+            &[0],
+            crate::quorum::timing(1000, std::time::Duration::from_millis(100)),
+            ReplicationControl::new(9_000),
+        )
+        .expect("open")
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! the next start recover from the checkpointed recovery points.
 
 use std::collections::HashMap;
+use std::net::ToSocketAddrs;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -71,25 +72,20 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create log dir {}", dir.display()))?;
     }
+    std::fs::create_dir_all(&config.metadata_log_dir).with_context(|| {
+        format!(
+            "cannot create metadata.log.dir {}",
+            config.metadata_log_dir.display()
+        )
+    })?;
     // Held for the life of the process: the kernel drops the locks when it exits.
     let _log_dir_locks = lock_log_dirs(&config.log_dirs)?;
     ensure_port_is_free(config.listen_address)?;
-    let cluster_id = ensure_meta_properties(&config.log_dirs, config.node_id)
-        .map_err(|message| anyhow!(message))?;
-    let mut metadata_log = open_metadata_log(&config)?;
-    let (metadata, notes) = ClusterMetadata::load(
-        cluster_id,
-        config.node_id,
-        &config.log_dirs,
-        &mut metadata_log,
-    )
-    .context("cannot load topic metadata")?;
-    let mut metadata_log = Some(metadata_log);
-    for note in notes {
-        info!("{note}");
-    }
+    let cluster_id =
+        ensure_meta_properties(&config.log_dirs, config.node_id, new_cluster_id(&config))
+            .map_err(|message| anyhow!(message))?;
+    info!(%cluster_id, "cluster id");
     let startup = Arc::new(read_startup_state(&config.log_dirs)?);
-    let metadata = Arc::new(metadata);
     let config = Arc::new(config);
 
     block_stop_signals();
@@ -112,22 +108,23 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
             }
         }
     }
+    // Shard 0 opens the metadata log on its own thread (the quorum driver that runs it
+    // later is thread-local) and hands the loaded metadata to the others.
+    let (metadata_sender, metadata_receiver) =
+        mpsc::channel::<Result<Arc<ClusterMetadata>, String>>();
     let mut handles = Vec::with_capacity(shard_count);
+    let mut metadata: Option<Arc<ClusterMetadata>> = None;
     for (id, (my_senders, my_receivers)) in senders.into_iter().zip(receivers).enumerate() {
         let core = cores[id % cores.len()];
-        let log = if id == crate::controller::CONTROLLER_SHARD {
-            metadata_log.take()
-        } else {
-            None
-        };
-        let (config, metadata, startup, stop, running, ready) = (
+        let (config, startup, stop, running, ready) = (
             config.clone(),
-            metadata.clone(),
             startup.clone(),
             stop.clone(),
             running.clone(),
             ready_sender.clone(),
         );
+        let shard_metadata = metadata.clone();
+        let metadata_sender = metadata_sender.clone();
         let handle = LocalExecutorBuilder::new(Placement::Unbound)
             .name(&format!("weir-shard-{id}"))
             .io_memory(plan.io_memory_per_shard_bytes)
@@ -135,6 +132,22 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
                 if let Err(error) = weir_tuning::pin_current_thread(core) {
                     warn!(shard = id, core, %error, "could not pin shard to its core");
                 }
+                let (metadata, log) = match shard_metadata {
+                    Some(metadata) => (metadata, None),
+                    None => match load_metadata(&config, cluster_id_of(&config)) {
+                        Ok((metadata, log)) => {
+                            let metadata = Arc::new(metadata);
+                            let _ = metadata_sender.send(Ok(metadata.clone()));
+                            (metadata, Some(log))
+                        }
+                        Err(error) => {
+                            let _ = metadata_sender.send(Err(format!("{error:#}")));
+                            running.fetch_sub(1, Ordering::SeqCst);
+                            return;
+                        }
+                    },
+                };
+                drop(metadata_sender);
                 shard_main(
                     id,
                     shard_count,
@@ -152,6 +165,16 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
             })
             .map_err(|error| anyhow!("cannot start shard {id}: {error}"))?;
         handles.push(handle);
+        if id == crate::controller::CONTROLLER_SHARD {
+            match metadata_receiver.recv() {
+                Ok(Ok(loaded)) => metadata = Some(loaded),
+                Ok(Err(message)) => {
+                    let _ = handles.pop().map(|handle| handle.join());
+                    bail!("{message}");
+                }
+                Err(_) => bail!("shard 0 stopped while loading the metadata"),
+            }
+        }
     }
     drop(ready_sender);
 
@@ -159,7 +182,10 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
     for _ in 0..shard_count {
         match ready_receiver.recv() {
             Ok((_, Ok(()))) => {}
-            Ok((id, Err(message))) => failures.push(format!("shard {id}: {message}")),
+            Ok((id, Err(message))) => {
+                error!(shard = id, "{message}");
+                failures.push(format!("shard {id}: {message}"));
+            }
             Err(_) => {
                 failures.push("a shard stopped during start-up".to_string());
                 break;
@@ -201,36 +227,192 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens this node's metadata log (a quorum of one) and registers this broker in it:
-/// every start is a new incarnation, with its client endpoint.
+fn cluster_id_of(config: &BrokerConfig) -> String {
+    ensure_meta_properties(&config.log_dirs, config.node_id, new_cluster_id(config))
+        .expect("meta.properties was written before the shards started")
+}
+
+/// A new multi-node cluster's id comes from its voters (see `cluster_id_for_voters`).
+fn new_cluster_id(config: &BrokerConfig) -> Option<String> {
+    let cluster = &config.cluster;
+    cluster.is_multi_node().then(|| {
+        let voters: Vec<String> = cluster
+            .voters
+            .iter()
+            .map(|voter| format!("{}@{}:{}", voter.id, voter.host, voter.port))
+            .collect();
+        crate::metadata::cluster_id_for_voters(&voters.join(","))
+    })
+}
+
+/// Opens the metadata log and builds the metadata the shards start from.
+fn load_metadata(
+    config: &BrokerConfig,
+    cluster_id: String,
+) -> anyhow::Result<(ClusterMetadata, MetadataLog)> {
+    let mut metadata_log = open_metadata_log(config)?;
+    let (metadata, notes) = ClusterMetadata::load(
+        cluster_id,
+        config.node_id,
+        &config.log_dirs,
+        &mut metadata_log,
+    )
+    .context("cannot load topic metadata")?;
+    for note in notes {
+        info!("{note}");
+    }
+    Ok((metadata, metadata_log))
+}
+
+/// This broker's incarnation: above every earlier one (Kafka uses a random incarnation
+/// id; a clock-based number also orders them).
+fn next_incarnation(log: &MetadataLog, node_id: i32) -> u64 {
+    let known = log
+        .state()
+        .control()
+        .broker(node_id)
+        .map_or(0, |b| b.incarnation);
+    (known + 1).max(weir_storage::now_ms().max(0) as u64)
+}
+
+/// Opens this node's metadata log; a single voter registers this broker in it at once
+/// (every start is a new incarnation, with its client endpoint), several voters after
+/// the quorum runs (`register_with_controller`).
 fn open_metadata_log(config: &BrokerConfig) -> anyhow::Result<MetadataLog> {
     let cluster = &config.cluster;
     let control = ReplicationControl::new(cluster.broker_session_timeout_ms)
         .with_unclean_leader_election(cluster.unclean_leader_election);
     let node_id = config.node_id;
-    let mut log = MetadataLog::open(&config.log_dirs[0], node_id, &[node_id], control)
+    let voters: Vec<i32> = cluster.voters.iter().map(|voter| voter.id).collect();
+    let timing = crate::quorum::timing(cluster.election_timeout_ms, quorum_tick(config));
+    let mut log = MetadataLog::open(&config.metadata_log_dir, node_id, &voters, timing, control)
         .context("cannot open the metadata log")?;
-    let incarnation = log
-        .state()
-        .control()
-        .broker(node_id)
-        .map_or(1, |b| b.incarnation + 1);
-    let clean = config
+    if log.can_commit_now() {
+        let request = registration(config, &log);
+        let crate::replication::cluster_state::ControllerRequest::Register {
+            incarnation,
+            clean_shutdown,
+            host,
+            port,
+            rack,
+            ..
+        } = request
+        else {
+            unreachable!("registration() builds a Register request")
+        };
+        let endpoint = Endpoint { host, port, rack };
+        let now_ms = weir_storage::now_ms().max(0) as u64;
+        let records =
+            log.state_mut()
+                .register_broker(node_id, incarnation, clean_shutdown, endpoint, now_ms);
+        log.commit(records)
+            .context("cannot register this broker in the metadata log")?;
+    }
+    Ok(log)
+}
+
+/// The quorum's tick: a tenth of the election timeout.
+fn quorum_tick(config: &BrokerConfig) -> Duration {
+    Duration::from_millis((config.cluster.election_timeout_ms / 10).max(10))
+}
+
+/// This broker's registration request: a new incarnation, whether every log dir was
+/// shut down cleanly, its client endpoint and rack.
+fn registration(
+    config: &BrokerConfig,
+    log: &MetadataLog,
+) -> crate::replication::cluster_state::ControllerRequest {
+    let clean_shutdown = config
         .log_dirs
         .iter()
         .all(|dir| weir_storage::meta::has_clean_shutdown_marker(dir));
-    let endpoint = Endpoint {
+    crate::replication::cluster_state::ControllerRequest::Register {
+        node: config.node_id,
+        incarnation: next_incarnation(log, config.node_id),
+        clean_shutdown,
         host: config.advertised_host.clone(),
         port: config.advertised_port as u16,
-        rack: None,
+        rack: config.broker_rack.clone(),
+    }
+}
+
+/// Starts the quorum driver on the controller shard (binding the controller listener
+/// when there are peers) and the loops that apply and act on the metadata log.
+fn start_quorum(shard: &Rc<Shard>) -> anyhow::Result<()> {
+    let config = &shard.config;
+    let cluster = &config.cluster;
+    let listener = match cluster.controller_listener {
+        Some(address) if cluster.is_multi_node() => {
+            Some(TcpListener::bind(address).map_err(|error| {
+                anyhow!("cannot bind the controller listener {address}: {error}")
+            })?)
+        }
+        _ => None,
     };
-    let now_ms = weir_storage::now_ms().max(0) as u64;
-    let records = log
-        .state_mut()
-        .register_broker(node_id, incarnation, clean, endpoint, now_ms);
-    log.commit(records)
-        .context("cannot register this broker in the metadata log")?;
-    Ok(log)
+    let mut peers = std::collections::BTreeMap::new();
+    for voter in cluster.voters.iter().filter(|_| cluster.is_multi_node()) {
+        let address = (voter.host.as_str(), voter.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addresses| addresses.next())
+            .ok_or_else(|| {
+                anyhow!(
+                    "cannot resolve controller voter {}@{}:{}",
+                    voter.id,
+                    voter.host,
+                    voter.port
+                )
+            })?;
+        peers.insert(voter.id, address);
+    }
+    let registration = {
+        let mut log = shard.metadata_log.borrow_mut();
+        let log = log.as_mut().expect("shard 0 holds the metadata log");
+        let registration = (!log.can_commit_now()).then(|| registration(config, log));
+        if let Some(crate::replication::cluster_state::ControllerRequest::Register {
+            incarnation,
+            ..
+        }) = &registration
+        {
+            log.set_registered_incarnation(*incarnation);
+        }
+        shard.published_index.set(log.applied_index());
+        log.start(listener, &peers, quorum_tick(config));
+        registration
+    };
+    glommio::spawn_local(crate::controller::apply_loop(shard.clone())).detach();
+    glommio::spawn_local(crate::controller::liveness_loop(shard.clone())).detach();
+    if let Some(request) = registration {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            let crate::replication::cluster_state::ControllerRequest::Register {
+                node,
+                incarnation,
+                ..
+            } = &request
+            else {
+                unreachable!()
+            };
+            let (node, incarnation) = (*node, *incarnation);
+            let registered = crate::controller::request_until(
+                &shard,
+                request.clone(),
+                move |state| {
+                    state
+                        .control()
+                        .broker(node)
+                        .is_some_and(|b| b.incarnation >= incarnation)
+                },
+                None,
+            )
+            .await;
+            if registered {
+                info!(node, incarnation, "registered with the active controller");
+            }
+        })
+        .detach();
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -264,16 +446,49 @@ async fn shard_main(
         ClusterMetadata::default().into(),
         connected_senders,
     );
+    let is_controller_shard = metadata_log.is_some();
     *shard.metadata_log.borrow_mut() = metadata_log;
-    for receiver in connected_receivers {
-        glommio::spawn_local(shard.clone().serve_peer(receiver)).detach();
-    }
     // Before any partition takes writes: a broker started on a full disk refuses at once.
     crate::disk_space::check(&shard);
     if let Err(error) = shard.apply_metadata(metadata, Some(&startup)).await {
         let _ = ready.send((id, Err(format!("cannot open partitions: {error}"))));
         stop.store(true, Ordering::SeqCst);
         return;
+    }
+    // The quorum starts after this shard opened what the loaded metadata holds: every
+    // snapshot it publishes from then on is newer (see Shard::apply_metadata).
+    if is_controller_shard {
+        if let Err(error) = start_quorum(&shard) {
+            let _ = ready.send((id, Err(format!("{error:#}"))));
+            stop.store(true, Ordering::SeqCst);
+            return;
+        }
+        // As a Kafka broker does, a cluster member is ready once the active controller
+        // registered it and it is unfenced, so its first clients see it in Metadata.
+        if config.cluster.is_multi_node() {
+            info!("waiting for the active controller to register this broker");
+            let node = config.node_id;
+            loop {
+                let registered = {
+                    let log = shard.metadata_log.borrow();
+                    log.as_ref().is_some_and(|log| {
+                        log.state().control().broker(node).is_some_and(|b| {
+                            !b.fenced && b.incarnation >= log.registered_incarnation()
+                        })
+                    })
+                };
+                if registered || stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let listen = shard.metadata_published.listen();
+                let timer = glommio::timer::sleep(Duration::from_millis(100));
+                futures::pin_mut!(listen, timer);
+                futures::future::select(listen, timer).await;
+            }
+        }
+    }
+    for receiver in connected_receivers {
+        glommio::spawn_local(shard.clone().serve_peer(receiver)).detach();
     }
     let listener = match bind_listener(&config) {
         Ok(listener) => listener,
@@ -288,6 +503,7 @@ async fn shard_main(
     glommio::spawn_local(crate::group::driver::tick_loop(shard.clone())).detach();
     glommio::spawn_local(crate::group::expiry::expiry_loop(shard.clone())).detach();
     glommio::spawn_local(producer_expiry_loop(shard.clone())).detach();
+    glommio::spawn_local(crate::replica_manager::isr_loop(shard.clone())).detach();
     glommio::spawn_local(crate::disk_space::disk_space_loop(shard.clone())).detach();
     crate::cleaner::spawn(shard.clone());
     crate::retention::spawn(shard.clone());
@@ -439,7 +655,47 @@ fn collect(
         .collect()
 }
 
+/// Kafka's controlled shutdown: the active controller fences this broker and moves
+/// its leaderships to other in-sync replicas before it stops, so clients fail over at
+/// once instead of after the session timeout.
+async fn controlled_shutdown(shard: &Rc<Shard>) {
+    let node = shard.config.node_id;
+    let incarnation = {
+        let log = shard.metadata_log.borrow();
+        log.as_ref()
+            .and_then(|log| log.state().control().broker(node))
+            .map(|broker| broker.incarnation)
+    };
+    let Some(incarnation) = incarnation else {
+        return;
+    };
+    info!("controlled shutdown: asking the controller to move this broker's leaderships");
+    let request = crate::replication::cluster_state::ControllerRequest::ControlledShutdown {
+        node,
+        incarnation,
+    };
+    let fenced = crate::controller::request_until(
+        shard,
+        request,
+        move |state| state.control().broker(node).is_none_or(|b| b.fenced),
+        Some(Duration::from_millis(CONTROLLED_SHUTDOWN_WAIT_MS)),
+    )
+    .await;
+    if fenced {
+        info!("controlled shutdown: leaderships moved");
+    } else {
+        warn!("controlled shutdown: the controller did not answer in time; stopping anyway");
+    }
+}
+
+/// How long a cluster member waits for the controller to move its leaderships away
+/// before it stops anyway (Kafka's controlled shutdown).
+const CONTROLLED_SHUTDOWN_WAIT_MS: u64 = 10_000;
+
 async fn shutdown(shard: &Rc<Shard>) {
+    if shard.config.cluster.is_multi_node() {
+        controlled_shutdown(shard).await;
+    }
     info!("shutting down: draining connections");
     shard
         .invoke_on_all(|target: Rc<Shard>| async move {
@@ -557,6 +813,13 @@ fn read_startup_state(log_dirs: &[PathBuf]) -> anyhow::Result<StartupState> {
         }
     }
     state.log_start_offsets = log_start_offsets;
+    for dir in log_dirs {
+        for (topic, partition, offset) in
+            checkpoint::read_checkpoint(&dir.join(REPLICATION_OFFSET_CHECKPOINT))?
+        {
+            state.high_watermarks.insert((topic, partition), offset);
+        }
+    }
     Ok(state)
 }
 

@@ -29,8 +29,9 @@ use crate::disk_space::DirSpace;
 use crate::event::Event;
 use crate::group::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::metadata::{ClusterMetadata, TopicMetadata, partition_dir};
-use crate::partition::Partition;
+use crate::partition::{LeadershipChange, Partition};
 use crate::producer_ids::{ProducerIdBlocks, ProducerIdCache};
+use crate::replication::leader::LeaderConfig;
 use crate::routing::shard_for;
 
 /// Capacity of each shard-to-shard channel: enough to keep a busy pair of shards
@@ -56,6 +57,8 @@ pub struct StartupState {
     pub log_start_offsets: HashMap<(String, i32), i64>,
     /// (topic, partition) → first offset the log cleaner has not cleaned yet.
     pub cleaner_offsets: HashMap<(String, i32), i64>,
+    /// (topic, partition) → high watermark (`replication-offset-checkpoint`).
+    pub high_watermarks: HashMap<(String, i32), i64>,
     /// Index of log dirs that had the clean-shutdown marker.
     pub clean_dirs: Vec<bool>,
 }
@@ -78,6 +81,12 @@ pub struct Shard {
     pub controller_lock: glommio::sync::Semaphore,
     /// The metadata log; held by shard 0 (the controller role) only.
     pub metadata_log: RefCell<Option<crate::quorum::MetadataLog>>,
+    /// The metadata log index this node's shards last installed (controller shard).
+    pub published_index: std::cell::Cell<u64>,
+    /// Fired after each publication (controller shard).
+    pub metadata_published: Rc<Event>,
+    /// Leaders this shard runs a replica fetcher for.
+    pub fetcher_leaders: RefCell<std::collections::BTreeSet<i32>>,
     /// Serializes checkpoint writes (the periodic one, DeleteRecords', shutdown's) so an
     /// older view never overwrites a newer one; only used on shard 0.
     pub checkpoint_lock: glommio::sync::Semaphore,
@@ -134,6 +143,9 @@ impl Shard {
             shutting_down: std::cell::Cell::new(false),
             controller_lock: glommio::sync::Semaphore::new(1),
             metadata_log: RefCell::new(None),
+            published_index: std::cell::Cell::new(0),
+            metadata_published: Event::new(),
+            fetcher_leaders: RefCell::new(std::collections::BTreeSet::new()),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             connections: glommio::sync::Gate::new(),
             exit: Event::new(),
@@ -278,6 +290,10 @@ impl Shard {
         metadata: Arc<ClusterMetadata>,
         startup: Option<&StartupState>,
     ) -> Result<(), StorageError> {
+        if metadata.version < self.metadata.borrow().version {
+            // A newer snapshot was published before this shard applied its start-up one.
+            return Ok(());
+        }
         let previous = self.metadata.replace(metadata.clone());
         let previous_config = self.effective_config();
         if metadata.broker_configs != previous.broker_configs {
@@ -312,28 +328,51 @@ impl Shard {
                 delete_partition_dir(&self.config.log_dirs, &dir);
             }
         }
+        let node = self.config.node_id;
+        let now_ms = weir_storage::now_ms().max(0) as u64;
+        let broker_min_isr = self
+            .effective_config()
+            .value("min.insync.replicas")
+            .and_then(|(value, _)| value.parse::<usize>().ok())
+            .unwrap_or(1);
+        let mut followed = std::collections::BTreeSet::new();
         for topic in metadata.topics.values() {
             let config = self.log_config_for(topic);
+            let leader_config = LeaderConfig {
+                replica_lag_time_max_ms: self.config.cluster.replica_lag_time_max_ms,
+                min_insync_replicas: topic
+                    .configs
+                    .get("min.insync.replicas")
+                    .and_then(|value| value.parse::<usize>().ok())
+                    .unwrap_or(broker_min_isr),
+            };
             for index in 0..topic.partitions {
                 if self.owner_of(&topic.name, index) != self.id {
                     continue;
                 }
+                let registration = topic.registrations.get(index as usize);
+                if registration.is_some_and(|r| !r.replicas.contains(&node)) {
+                    // Not a replica here (any more): closed, its data left on disk.
+                    let removed = self
+                        .partitions
+                        .borrow_mut()
+                        .remove(&(topic.name.clone(), index));
+                    if let Some(partition) = removed {
+                        partition.close().await?;
+                    }
+                    continue;
+                }
                 let existing = self.partition(&topic.name, index);
-                let leader_epoch = topic
-                    .registrations
-                    .get(index as usize)
-                    .map(|r| r.leader_epoch);
-                match existing {
+                let leader_epoch = registration.map(|r| r.leader_epoch);
+                let partition = match existing {
                     Some(partition) => {
-                        if let Some(epoch) = leader_epoch {
-                            partition.set_leader_epoch(epoch);
-                        }
                         if log_defaults_changed
                             || previous.topic(&topic.name).map(|before| &before.configs)
                                 != Some(&topic.configs)
                         {
                             partition.set_config(config.clone()).await?;
                         }
+                        partition
                     }
                     None => {
                         let partition = self
@@ -342,24 +381,50 @@ impl Shard {
                         if let Some(epoch) = leader_epoch {
                             partition.set_leader_epoch(epoch);
                         }
-                        if topic.name == OFFSETS_TOPIC {
-                            let records = self.groups.load_partition(&partition).await;
-                            self.groups.restore_groups(self, index);
-                            if records > 0 {
+                        self.partitions
+                            .borrow_mut()
+                            .insert((topic.name.clone(), index), partition.clone());
+                        partition
+                    }
+                };
+                if let Some(registration) = registration {
+                    let change =
+                        partition.apply_registration(node, registration, leader_config, now_ms);
+                    if topic.name == OFFSETS_TOPIC {
+                        match change {
+                            LeadershipChange::Became => {
+                                // The groups of this partition are coordinated here now.
+                                self.groups.unload_partition(self, index);
+                                let records = self.groups.load_partition(&partition).await;
+                                self.groups.restore_groups(self, index);
+                                if records > 0 {
+                                    info!(
+                                        shard = self.id,
+                                        partition = index,
+                                        records,
+                                        "loaded group state"
+                                    );
+                                }
+                            }
+                            LeadershipChange::Lost => {
+                                self.groups.unload_partition(self, index);
                                 info!(
                                     shard = self.id,
                                     partition = index,
-                                    records,
-                                    "loaded group state"
+                                    "unloaded group state (no longer the coordinator)"
                                 );
                             }
+                            _ => {}
                         }
-                        self.partitions
-                            .borrow_mut()
-                            .insert((topic.name.clone(), index), partition);
+                    }
+                    if let Some((leader, _)) = partition.following() {
+                        followed.insert(leader);
                     }
                 }
             }
+        }
+        for leader in followed {
+            crate::replica_manager::ensure_fetcher(self, leader);
         }
         Ok(())
     }
@@ -414,6 +479,9 @@ impl Shard {
             info!(shard = self.id, topic = %topic.name, partition = index, file = %rebuilt.display(), "rebuilt index");
         }
         let partition = Partition::new(topic.name.clone(), index, log, self.dir_space(dir_index));
+        if let Some(high_watermark) = startup.and_then(|state| state.high_watermarks.get(&key)) {
+            partition.restore_high_watermark(*high_watermark);
+        }
         partition.set_first_dirty_offset(
             startup.and_then(|state| state.cleaner_offsets.get(&key).copied()),
         );

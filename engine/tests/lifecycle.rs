@@ -170,7 +170,7 @@ fn bad_configuration_is_refused_with_the_key_named() {
         .args([
             "broker",
             "--override",
-            "default.replication.factor=3",
+            "default.replication.factor=0",
             "--override",
             "log.dirs=/nonexistent-weir-test",
         ])

@@ -72,6 +72,8 @@ class Broker:
         self.host = "127.0.0.1"
         self.overrides = dict(overrides or {})
         self.shards = shards
+        # Set by Cluster: this node's CONTROLLER listener port.
+        self.controller_port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self._stderr_offset = 0
@@ -81,9 +83,12 @@ class Broker:
         return f"{self.host}:{self.port}"
 
     def command(self) -> list[str]:
+        listeners = f"PLAINTEXT://{self.host}:{self.port}"
+        if self.controller_port is not None:
+            listeners += f",CONTROLLER://{self.host}:{self.controller_port}"
         cmd = [WEIR_BIN, "broker",
                "--override", f"log.dirs={self.data_dir}",
-               "--override", f"listeners=PLAINTEXT://{self.host}:{self.port}"]
+               "--override", f"listeners={listeners}"]
         for key, value in self.overrides.items():
             if isinstance(value, bool):
                 value = str(value).lower()
@@ -200,6 +205,68 @@ def make_broker(tmp_path):
         broker.kill9()
         if broker in _live_brokers:
             _live_brokers.remove(broker)
+
+
+class Cluster:
+    """N `weir broker` processes forming one cluster (combined mode: each is a broker
+    and a controller quorum voter), on loopback, each with its own ports and data dir."""
+
+    def __init__(self, workdir: pathlib.Path, size: int, overrides: dict[str, object] | None = None,
+                 shards: int | None = 1) -> None:
+        self.brokers: list[Broker] = []
+        for node in range(size):
+            broker = Broker(workdir / f"node{node}", None, shards)
+            broker.controller_port = free_port()
+            self.brokers.append(broker)
+        voters = ",".join(f"{node}@127.0.0.1:{b.controller_port}" for node, b in enumerate(self.brokers))
+        for node, broker in enumerate(self.brokers):
+            # The quorum's log apart from the partition data (Kafka's metadata.log.dir),
+            # so tests can wipe a node's data and keep it a sound voter.
+            broker.overrides = {"node.id": node, "controller.quorum.voters": voters,
+                                "metadata.log.dir": broker.workdir / "metadata",
+                                **(overrides or {})}
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    def start(self) -> "Cluster":
+        # Every node starts at once: the quorum needs a majority before any is useful.
+        procs = []
+        for broker in self.brokers:
+            broker.starts += 1
+            with open(broker.stderr_path, "ab") as err, open(broker.stdout_path, "ab") as out:
+                broker._stdout_offset = out.tell()
+                broker._stderr_offset = err.tell()
+                broker.proc = subprocess.Popen(broker.command(), stdin=subprocess.DEVNULL, stdout=out,
+                                               stderr=err, preexec_fn=_die_with_parent, cwd=broker.workdir)
+            _live_brokers.append(broker)
+            procs.append(broker)
+        for broker in procs:
+            broker._wait_ready(START_TIMEOUT_S)
+        return self
+
+    def kill_all(self) -> None:
+        for broker in self.brokers:
+            broker.kill9()
+            if broker in _live_brokers:
+                _live_brokers.remove(broker)
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    """Factory: make_cluster(size=3, overrides={...}) -> a started Cluster; killed at teardown."""
+    clusters: list[Cluster] = []
+
+    def factory(size: int = 3, overrides: dict[str, object] | None = None,
+                shards: int | None = 1) -> Cluster:
+        cluster = Cluster(tmp_path / f"cluster{len(clusters)}", size, overrides, shards)
+        clusters.append(cluster)
+        return cluster.start()
+
+    yield factory
+    for cluster in clusters:
+        cluster.kill_all()
 
 
 @pytest.fixture

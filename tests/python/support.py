@@ -47,10 +47,10 @@ def sequence_of(value: bytes) -> int:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int, config: dict[str, str] | None = None,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, replication_factor: int = 1) -> None:
     """CreateTopics through confluent-kafka's AdminClient; waits until metadata shows every partition."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
+    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor,
                                             config=config or {})], operation_timeout=timeout_s,
                                   request_timeout=timeout_s)
     futures[topic].result(timeout=timeout_s)

@@ -40,7 +40,14 @@ pub async fn create_topics(
     shard: &Rc<Shard>,
     version: i16,
     request: CreateTopicsRequest,
+    client: super::Client,
 ) -> CreateTopicsResponse {
+    // Another broker forwarding its own need (`__consumer_offsets`) to the controller.
+    let from_broker = client
+        .client_id
+        .strip_prefix(controller::BROKER_CLIENT_ID_PREFIX)
+        .and_then(|node| node.parse::<i32>().ok())
+        .is_some_and(|node| shard.metadata().brokers.iter().any(|b| b.node_id == node));
     let requests: Vec<NewTopic> = request
         .topics
         .iter()
@@ -58,8 +65,24 @@ pub async fn create_topics(
                         .map(|value| (config.name.to_string(), value.to_string()))
                 })
                 .collect(),
-            has_assignments: !topic.assignments.is_empty(),
-            internal: false,
+            assignments: (!topic.assignments.is_empty()).then(|| {
+                let mut assignments: Vec<_> = topic
+                    .assignments
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.partition_index,
+                            a.broker_ids.iter().map(|b| b.0).collect(),
+                        )
+                    })
+                    .collect();
+                assignments.sort_by_key(|(partition, _)| *partition);
+                assignments
+                    .into_iter()
+                    .map(|(_, brokers)| brokers)
+                    .collect()
+            }),
+            internal: from_broker && controller::INTERNAL_TOPICS.contains(&topic.name.0.as_str()),
         })
         .collect();
     let validate_only = request.validate_only;
@@ -84,7 +107,12 @@ pub async fn create_topics(
                 if version >= 5 {
                     result = result
                         .with_num_partitions(created.partitions)
-                        .with_replication_factor(1);
+                        .with_replication_factor(
+                            created
+                                .registrations
+                                .first()
+                                .map_or(1, |r| r.replicas.len() as i16),
+                        );
                 }
                 if version >= 5 {
                     let configs = topic_config_entries(&shard.config, &created)
@@ -193,7 +221,7 @@ pub async fn create_partitions(
     _version: i16,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let requests: Vec<(String, i32, bool)> = request
+    let requests: Vec<controller::NewPartitions> = request
         .topics
         .iter()
         .map(|topic| {
@@ -203,7 +231,12 @@ pub async fn create_partitions(
                 topic
                     .assignments
                     .as_ref()
-                    .is_some_and(|list| !list.is_empty()),
+                    .filter(|list| !list.is_empty())
+                    .map(|list| {
+                        list.iter()
+                            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                            .collect()
+                    }),
             )
         })
         .collect();
@@ -238,7 +271,7 @@ pub async fn describe_cluster(
     let response = DescribeClusterResponse::default()
         .with_error_code(0)
         .with_cluster_id(StrBytes::from_string(metadata.cluster_id.clone()))
-        .with_controller_id(BrokerId(shard.config.node_id))
+        .with_controller_id(BrokerId(shard.metadata().controller_or_self()))
         .with_brokers(vec![
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(shard.config.node_id))

@@ -93,6 +93,8 @@ struct PartitionRead {
     records: Records,
     high_watermark: i64,
     log_start_offset: i64,
+    /// A follower's last fetched epoch ends here on the leader: (epoch, end offset).
+    diverging: Option<(i32, i64)>,
 }
 
 struct Wanted {
@@ -105,6 +107,8 @@ struct Wanted {
     current_leader_epoch: i32,
     /// Set when the topic or partition does not exist: the error to answer with.
     missing: Option<i16>,
+    /// A follower's fetch: its node id and the epoch of its last record (v12+).
+    replica: Option<(i32, Option<i32>)>,
 }
 
 /// Answers a Fetch: the response, and the file regions its placeholders stand for, in
@@ -152,6 +156,14 @@ pub async fn handle(
                 },
                 missing: (partition.partition < 0 || partition.partition >= count)
                     .then_some(missing_code),
+                replica: (request.replica_id.0 >= 0).then(|| {
+                    let last = if version >= 12 {
+                        partition.last_fetched_epoch
+                    } else {
+                        -1
+                    };
+                    (request.replica_id.0, (last >= 0).then_some(last))
+                }),
             });
         }
     }
@@ -222,6 +234,13 @@ pub async fn handle(
         if version >= 11 {
             data = data.with_preferred_read_replica(BrokerId(-1));
         }
+        if let (Some((epoch, end_offset)), true) = (read.diverging, version >= 12) {
+            data = data.with_diverging_epoch(
+                kafka_protocol::messages::fetch_response::EpochEndOffset::default()
+                    .with_epoch(epoch)
+                    .with_end_offset(end_offset),
+            );
+        }
         responses[want.topic_index].partitions.push(data);
     }
     let response = FetchResponse::default()
@@ -236,6 +255,7 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: usize) -> Vec
         let topic = want.topic.clone();
         let (partition, offset, missing) = (want.partition, want.offset, want.missing);
         let current_leader_epoch = want.current_leader_epoch;
+        let replica = want.replica;
         let limit = want.partition_max_bytes.min(max_bytes);
         async move {
             if let Some(error_code) = missing {
@@ -255,6 +275,7 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: usize) -> Vec
                         partition,
                         offset,
                         current_leader_epoch,
+                        replica,
                         limit,
                     )
                     .await
@@ -277,6 +298,7 @@ async fn read_local(
     index: i32,
     offset: i64,
     current_leader_epoch: i32,
+    replica: Option<(i32, Option<i32>)>,
     limit: usize,
 ) -> PartitionRead {
     let Some(partition) = shard.partition(topic, index) else {
@@ -290,6 +312,26 @@ async fn read_local(
     if let Err(error_code) = partition.check_current_leader_epoch(current_leader_epoch) {
         return PartitionRead {
             error_code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            ..PartitionRead::default()
+        };
+    }
+    if let Some((follower, last_fetched_epoch)) = replica {
+        return read_for_follower(
+            shard,
+            &partition,
+            follower,
+            current_leader_epoch,
+            offset,
+            last_fetched_epoch,
+            limit,
+        )
+        .await;
+    }
+    if !partition.is_leader() {
+        return PartitionRead {
+            error_code: ResponseError::NotLeaderOrFollower.code(),
             high_watermark: -1,
             log_start_offset: -1,
             ..PartitionRead::default()
@@ -329,6 +371,7 @@ async fn read_local(
             records,
             high_watermark,
             log_start_offset,
+            diverging: None,
         },
         Err(error) => {
             tracing::warn!(topic, partition = index, offset, %error, "fetch read failed");
@@ -342,6 +385,82 @@ async fn read_local(
     }
 }
 
+/// The leader's answer to a follower: where its log diverges, or the records from
+/// `offset` to the log end with the high watermark the fetch moved.
+async fn read_for_follower(
+    shard: &Rc<Shard>,
+    partition: &crate::partition::Partition,
+    follower: i32,
+    current_leader_epoch: i32,
+    offset: i64,
+    last_fetched_epoch: Option<i32>,
+    limit: usize,
+) -> PartitionRead {
+    use crate::partition::ReplicaFetchAnswer;
+    let now_ms = weir_storage::now_ms().max(0) as u64;
+    let answer = partition
+        .on_follower_fetch(
+            follower,
+            current_leader_epoch,
+            offset,
+            last_fetched_epoch,
+            now_ms,
+        )
+        .await;
+    let log_start_offset = partition.log_start_offset();
+    let high_watermark = match answer {
+        Ok(ReplicaFetchAnswer::Diverging { epoch, end_offset }) => {
+            return PartitionRead {
+                high_watermark: partition.high_watermark(),
+                log_start_offset,
+                diverging: Some((epoch, end_offset)),
+                ..PartitionRead::default()
+            };
+        }
+        Ok(ReplicaFetchAnswer::Read { high_watermark }) => high_watermark,
+        Err(error) => {
+            return PartitionRead {
+                error_code: crate::errors::replication_error_code(&error),
+                high_watermark: partition.high_watermark(),
+                log_start_offset,
+                ..PartitionRead::default()
+            };
+        }
+    };
+    if offset >= partition.log_end_offset() {
+        return PartitionRead {
+            high_watermark,
+            log_start_offset,
+            ..PartitionRead::default()
+        };
+    }
+    let records = if shard.config.fetch_zero_copy {
+        partition
+            .read_slice_to_end(offset, limit)
+            .await
+            .map(|read| read.slice.map_or(Records::Empty, Records::Slice))
+    } else {
+        partition
+            .read_to_end(offset, limit)
+            .await
+            .map(|read| Records::Bytes(read.data))
+    };
+    match records {
+        Ok(records) => PartitionRead {
+            records,
+            high_watermark,
+            log_start_offset,
+            ..PartitionRead::default()
+        },
+        Err(error) => PartitionRead {
+            error_code: storage_error_code(&error),
+            high_watermark,
+            log_start_offset,
+            ..PartitionRead::default()
+        },
+    }
+}
+
 /// Parks until any wanted partition has data past its fetch offset, or `wait` passes.
 async fn wait_for_any(shard: &Rc<Shard>, wanted: &[Wanted], wait: Duration) {
     let waits: Vec<LocalBoxFuture<'_, ()>> = wanted
@@ -350,12 +469,13 @@ async fn wait_for_any(shard: &Rc<Shard>, wanted: &[Wanted], wait: Duration) {
         .map(|want| {
             let topic = want.topic.clone();
             let (partition, offset) = (want.partition, want.offset);
+            let replica = want.replica.is_some();
             let owner = shard.owner_of(&topic, partition);
             async move {
                 let _ = shard
                     .invoke_on(owner, move |owner_shard| async move {
                         if let Some(partition) = owner_shard.partition(&topic, partition) {
-                            partition.wait_for_data(offset, wait).await;
+                            partition.wait_for_data(offset, wait, replica).await;
                         }
                     })
                     .await;

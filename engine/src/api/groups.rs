@@ -46,11 +46,29 @@ where
     ensure_offsets_topic(shard)
         .await
         .map_err(|_| ResponseError::CoordinatorNotAvailable.code())?;
-    let (_, owner) = coordinator_for(shard, group_id);
+    let (partition, owner) = coordinator_for(shard, group_id);
+    // Only the leader of the group's partition coordinates it (it alone appends there).
+    let leads = shard
+        .metadata()
+        .topic(crate::group::coordinator::OFFSETS_TOPIC)
+        .and_then(|topic| topic.registrations.get(partition as usize))
+        .is_some_and(|registration| registration.leader == shard.config.node_id);
+    if !leads {
+        return Err(ResponseError::NotCoordinator.code());
+    }
     shard
-        .invoke_on(owner, work)
+        .invoke_on(owner, move |coordinator: Rc<Shard>| async move {
+            let leads = coordinator
+                .partition(crate::group::coordinator::OFFSETS_TOPIC, partition)
+                .is_some_and(|partition| partition.is_leader());
+            if leads {
+                Ok(work(coordinator).await)
+            } else {
+                Err(ResponseError::NotCoordinator.code())
+            }
+        })
         .await
-        .map_err(|_| ResponseError::CoordinatorNotAvailable.code())
+        .map_err(|_| ResponseError::CoordinatorNotAvailable.code())?
 }
 
 fn join_error(member_id: String, code: i16) -> JoinResult {

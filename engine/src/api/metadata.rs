@@ -22,7 +22,6 @@ use crate::shard::Shard;
 const AUTO_CREATE_TOPICS_PER_REQUEST_MAX: usize = 100;
 
 pub async fn handle(shard: &Rc<Shard>, version: i16, request: MetadataRequest) -> MetadataResponse {
-    let node_id = shard.config.node_id;
     let mut metadata = shard.metadata();
     // v0: an empty list means all topics; v1+: null means all.
     let wanted: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
@@ -52,7 +51,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: MetadataRequest) -
                 partitions: -1,
                 replication_factor: -1,
                 configs: BTreeMap::new(),
-                has_assignments: false,
+                assignments: None,
                 internal: false,
             })
             .collect();
@@ -164,7 +163,11 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: MetadataRequest) -
                 .collect(),
         )
         .with_cluster_id((version >= 2).then(|| StrBytes::from_string(metadata.cluster_id.clone())))
-        .with_controller_id(BrokerId(if version >= 1 { node_id } else { -1 }))
+        .with_controller_id(BrokerId(if version >= 1 {
+            metadata.controller_or_self()
+        } else {
+            -1
+        }))
         .with_topics(topics)
         .with_cluster_authorized_operations(i32::MIN)
 }

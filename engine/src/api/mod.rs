@@ -341,7 +341,8 @@ pub async fn dispatch(
         ApiKey::CreateTopics => serve!(
             CreateTopicsRequest,
             CreateTopicsResponse,
-            admin::create_topics
+            admin::create_topics,
+            with_client
         ),
         ApiKey::DeleteTopics => serve!(
             DeleteTopicsRequest,

@@ -16,7 +16,8 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::errors::storage_error_code;
+use crate::errors::{replication_error_code, storage_error_code};
+use crate::partition::AckError;
 use crate::shard::Shard;
 
 /// What the owner shard answers for one partition.
@@ -34,6 +35,7 @@ pub use weir_storage::now_ms;
 pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) -> ProduceResponse {
     let acks_valid = matches!(request.acks, -1..=1);
     let acks_all = request.acks == -1;
+    let timeout = std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
     let metadata = shard.metadata();
     let broker_min_isr = shard
         .effective_config()
@@ -82,7 +84,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
                 } else {
                     match (topic_exists, partition_data.records) {
                         (Some(count), Some(records)) if index >= 0 && index < count => {
-                            append_on_owner(shard, name, index, records).await
+                            append_on_owner(shard, name, index, records, acks_all, timeout).await
                         }
                         (Some(count), None) if index >= 0 && index < count => Err((
                             ResponseError::CorruptMessage.code(),
@@ -134,22 +136,52 @@ async fn append_on_owner(
     topic: String,
     index: i32,
     records: Bytes,
+    acks_all: bool,
+    timeout: std::time::Duration,
 ) -> PartitionResult {
     let owner = shard.owner_of(&topic, index);
     let outcome = shard
         .invoke_on(owner, move |owner_shard| async move {
             let Some(partition) = owner_shard.partition(&topic, index) else {
                 return Err((
-                    ResponseError::UnknownTopicOrPartition.code(),
-                    format!("This server does not host {topic}-{index}."),
+                    ResponseError::NotLeaderOrFollower.code(),
+                    format!("This server is not the leader for {topic}-{index}."),
                 ));
             };
+            if let Err(error) = partition.check_produce(acks_all) {
+                return Err((
+                    replication_error_code(&error),
+                    format!("{error} ({topic}-{index})"),
+                ));
+            }
             match partition.append(records, now_ms()).await {
-                Ok(info) => Ok(PartitionAppend {
-                    base_offset: info.base_offset,
-                    log_append_time_ms: info.log_append_time_ms,
-                    log_start_offset: partition.log_start_offset(),
-                }),
+                Ok(info) => {
+                    if acks_all {
+                        match partition.wait_acknowledged(info.last_offset, timeout).await {
+                            Ok(()) => {}
+                            Err(AckError::Replication(error)) => {
+                                return Err((
+                                    replication_error_code(&error),
+                                    format!("{error} ({topic}-{index})"),
+                                ));
+                            }
+                            Err(AckError::TimedOut) => {
+                                return Err((
+                                    ResponseError::RequestTimedOut.code(),
+                                    format!(
+                                        "the in-sync replicas of {topic}-{index} did not acknowledge within {} ms",
+                                        timeout.as_millis()
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    Ok(PartitionAppend {
+                        base_offset: info.base_offset,
+                        log_append_time_ms: info.log_append_time_ms,
+                        log_start_offset: partition.log_start_offset(),
+                    })
+                }
                 Err(error) => {
                     tracing::debug!(topic = %topic, partition = index, %error, "produce rejected");
                     Err((storage_error_code(&error), error.to_string()))

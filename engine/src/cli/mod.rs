@@ -21,6 +21,7 @@ pub mod fetched_records;
 pub mod groups;
 pub mod leader_election;
 pub mod line_reader;
+pub mod local_cluster;
 pub mod metadata_quorum;
 pub mod partitioner;
 pub mod perf;

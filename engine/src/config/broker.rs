@@ -65,6 +65,8 @@ const KNOWN_KEYS: &[(&str, Option<&str>)] = &[
     ("listeners", Some("PLAINTEXT://127.0.0.1:9092")),
     ("advertised.listeners", None),
     ("num.partitions", Some("1")),
+    ("broker.rack", None),
+    ("metadata.log.dir", None),
     ("default.replication.factor", Some("1")),
     ("auto.create.topics.enable", Some("true")),
     ("log.segment.bytes", Some("1073741824")),
@@ -199,6 +201,10 @@ pub struct BrokerConfig {
     pub listen_address: SocketAddr,
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// metadata.log.dir: the metadata quorum's directory holds `weir-quorum/`.
+    pub metadata_log_dir: PathBuf,
+    /// broker.rack: replicas of a partition spread over racks.
+    pub broker_rack: Option<String>,
     pub num_partitions: i32,
     pub default_replication_factor: i16,
     pub auto_create_topics_enable: bool,
@@ -346,6 +352,14 @@ impl BrokerConfig {
                 "needs at least one directory",
             ));
         }
+        // Kafka's metadata.log.dir: where the metadata quorum's log lives (default: the
+        // first log dir). Kept apart, the partition data can be lost or wiped while the
+        // node stays a sound quorum voter.
+        let metadata_log_dir = get("metadata.log.dir")
+            .map(str::trim)
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| log_dirs[0].clone());
         let listeners = get("listeners").expect("listeners has a default");
         let (listen_host, listen_port) = parse_listener("listeners", listeners)?;
         let listen_address: SocketAddr = format!("{}:{listen_port}", bind_host(&listen_host))
@@ -380,11 +394,11 @@ impl BrokerConfig {
             "default.replication.factor",
             get("default.replication.factor").expect("default"),
         )?;
-        if default_replication_factor != 1 {
+        if default_replication_factor < 1 {
             return Err(invalid(
                 "default.replication.factor",
                 &default_replication_factor.to_string(),
-                "this weir build runs a single node, so only 1 is possible until replication lands",
+                "must be at least 1",
             ));
         }
         let auto_create = parse_bool(
@@ -531,17 +545,6 @@ impl BrokerConfig {
         }
         let cluster_settings =
             ClusterSettings::parse(&|key| get(key).map(str::to_string), node_id)?;
-        if cluster_settings.is_multi_node() {
-            return Err(invalid(
-                "controller.quorum.voters",
-                get("controller.quorum.voters").expect("several voters were parsed from it"),
-                &format!(
-                    "names {} voters, but this weir build cannot run a multi-node cluster yet \
-                     (replication is being built); name only this node, or leave the key unset",
-                    cluster_settings.voters.len()
-                ),
-            ));
-        }
         Ok(BrokerConfig {
             node_id,
             cluster: cluster_settings,
@@ -549,6 +552,11 @@ impl BrokerConfig {
             listen_address,
             advertised_host,
             advertised_port: listen_port as i32,
+            metadata_log_dir,
+            broker_rack: get("broker.rack")
+                .map(str::trim)
+                .filter(|rack| !rack.is_empty())
+                .map(str::to_string),
             num_partitions,
             default_replication_factor,
             auto_create_topics_enable: auto_create,
@@ -861,18 +869,24 @@ mod tests {
     }
 
     #[test]
-    fn replication_factor_above_one_is_a_clear_error() {
-        let error = load(&["default.replication.factor=3"])
+    fn replication_factor_below_one_is_a_clear_error() {
+        let error = load(&["default.replication.factor=0"])
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("default.replication.factor") && error.contains("only 1"),
+            error.contains("default.replication.factor") && error.contains("at least 1"),
             "{error}"
+        );
+        assert_eq!(
+            load(&["default.replication.factor=3"])
+                .expect("taken")
+                .default_replication_factor,
+            3
         );
     }
 
     #[test]
-    fn kraft_keys_for_a_one_voter_quorum_are_taken_and_a_larger_quorum_is_refused_for_now() {
+    fn kraft_keys_for_one_and_three_voter_quorums_are_taken() {
         let one = load(&[
             "node.id=1",
             "process.roles=broker,controller",
@@ -892,12 +906,8 @@ mod tests {
             "listeners=PLAINTEXT://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193",
             "controller.quorum.voters=1@127.0.0.1:9193,2@127.0.0.1:9293,3@127.0.0.1:9393",
         ])
-        .unwrap_err()
-        .to_string();
-        assert!(
-            three.contains("names 3 voters") && three.contains("multi-node"),
-            "{three}"
-        );
+        .expect("a quorum of three");
+        assert!(three.cluster.is_multi_node());
         let roles = load(&["process.roles=controller"]).unwrap_err().to_string();
         assert!(roles.contains("combined mode"), "{roles}");
     }

@@ -24,6 +24,8 @@ use crate::shard::Shard;
 
 /// Kafka's name for the topic holding committed offsets and group metadata.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's `offsets.commit.timeout.ms`: how long a commit waits for the ISR.
+const OFFSET_COMMIT_TIMEOUT_MS: u64 = 5_000;
 /// How much of `__consumer_offsets` one read takes while loading.
 const LOAD_READ_BYTES: usize = 1 << 20;
 
@@ -64,7 +66,7 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), (i16, String)
                 settings.offsets_topic_segment_bytes.to_string(),
             ),
         ]),
-        has_assignments: false,
+        assignments: None,
         internal: true,
     };
     let outcome = shard
@@ -91,13 +93,27 @@ pub async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), (i16, String)
 }
 
 impl GroupCoordinator {
-    /// Replays one `__consumer_offsets` partition into the store (at open).
+    /// Forgets the groups of `__consumer_offsets` partition `index` (another broker
+    /// coordinates them now, or they are about to be loaded again).
+    pub fn unload_partition(&self, shard: &Shard, index: i32) {
+        let partitions = shard.config.groups.offsets_topic_partitions;
+        let ours = |group: &str| partition_for_group(group, partitions) == index;
+        self.store.borrow_mut().remove_groups(ours);
+        for group in self.table.group_ids() {
+            if ours(&group) {
+                self.table.remove(&group);
+            }
+        }
+    }
+
+    /// Replays one `__consumer_offsets` partition into the store (when this broker
+    /// becomes its leader), to the log end.
     pub async fn load_partition(&self, partition: &Partition) -> usize {
         let mut offset = partition.log_start_offset();
         let end = partition.log_end_offset();
         let mut records = 0;
         while offset < end {
-            let read = match partition.read(offset, LOAD_READ_BYTES, true).await {
+            let read = match partition.read_to_end(offset, LOAD_READ_BYTES).await {
                 Ok(read) => read,
                 Err(error) => {
                     warn!(partition = partition.index, offset, %error, "could not read __consumer_offsets while loading");
@@ -139,11 +155,37 @@ impl GroupCoordinator {
                 format!("this shard does not own {OFFSETS_TOPIC}-{index}"),
             ));
         };
+        if !partition.is_leader() {
+            return Err((
+                ResponseError::NotCoordinator.code(),
+                format!("this broker does not lead {OFFSETS_TOPIC}-{index}"),
+            ));
+        }
         let batch = Bytes::from(encode_batch(0, &records));
-        partition
+        let info = partition
             .append(batch.clone(), now_ms)
             .await
             .map_err(|error| (crate::errors::storage_error_code(&error), error.to_string()))?;
+        // Kafka writes group records with acks=all: a commit is answered once the
+        // partition's ISR has it, so it survives the coordinator's death.
+        partition
+            .wait_acknowledged(
+                info.last_offset,
+                std::time::Duration::from_millis(OFFSET_COMMIT_TIMEOUT_MS),
+            )
+            .await
+            .map_err(|error| match error {
+                crate::partition::AckError::TimedOut => (
+                    ResponseError::RequestTimedOut.code(),
+                    format!(
+                        "{OFFSETS_TOPIC}-{index}'s in-sync replicas did not acknowledge in time"
+                    ),
+                ),
+                crate::partition::AckError::Replication(error) => (
+                    crate::errors::replication_error_code(&error),
+                    error.to_string(),
+                ),
+            })?;
         self.store
             .borrow_mut()
             .replay_batch(&batch)

@@ -48,6 +48,11 @@ impl OffsetStore {
         self.groups.get(group)
     }
 
+    /// Forgets every group `which` names.
+    pub fn remove_groups(&mut self, which: impl Fn(&str) -> bool) {
+        self.groups.retain(|group, _| !which(group));
+    }
+
     pub fn group_names(&self) -> impl Iterator<Item = &str> {
         self.groups.keys().map(String::as_str)
     }

@@ -41,15 +41,19 @@ pub struct QuorumDriver {
     committed: RefCell<Vec<Committed>>,
     /// Fired after every Ready that committed something (or changed the leader).
     changed: Rc<Event>,
+    /// When each peer was last heard from (a Raft message arrived), wall-clock ms: the
+    /// active controller's view of which brokers are alive (combined mode).
+    last_heard_ms: RefCell<BTreeMap<u64, u64>>,
 }
 
 impl QuorumDriver {
     /// Starts the driver's tasks: `peers` maps every voter's Raft id (this node's too)
-    /// to its quorum address; `listener` accepts the peers' connections.
+    /// to its quorum address; `listener` accepts the peers' connections (None: a single
+    /// voter, which has no peers).
     pub fn start(
         node: QuorumNode,
         peers: &BTreeMap<u64, SocketAddr>,
-        listener: TcpListener,
+        listener: Option<TcpListener>,
         tick: Duration,
     ) -> Rc<QuorumDriver> {
         let mut outboxes = BTreeMap::new();
@@ -64,11 +68,14 @@ impl QuorumDriver {
             outboxes,
             committed: RefCell::new(Vec::new()),
             changed: Event::new(),
+            last_heard_ms: RefCell::new(BTreeMap::new()),
         });
         for (id, address, receiver) in writers {
             glommio::spawn_local(writer_loop(driver.clone(), id, address, receiver)).detach();
         }
-        glommio::spawn_local(accept_loop(driver.clone(), listener)).detach();
+        if let Some(listener) = listener {
+            glommio::spawn_local(accept_loop(driver.clone(), listener)).detach();
+        }
         glommio::spawn_local(tick_loop(driver.clone(), tick)).detach();
         driver
     }
@@ -86,15 +93,36 @@ impl QuorumDriver {
         &self.changed
     }
 
-    /// Proposes `data` (leader only); answers the index it will have if committed.
-    pub fn propose(&self, data: Vec<u8>) -> Result<u64, QuorumError> {
-        let index = {
+    /// The same event, to wait on without borrowing the driver.
+    pub fn changed_event(&self) -> Rc<Event> {
+        self.changed.clone()
+    }
+
+    /// Proposes `data`; a leader answers the (index, term) it will have if committed, a
+    /// follower forwards it to the leader and answers None.
+    pub fn propose(&self, data: Vec<u8>) -> Result<Option<(u64, u64)>, QuorumError> {
+        let placed = {
             let mut node = self.node.borrow_mut();
             node.propose(data)?;
-            node.last_index()
+            node.is_leader().then(|| (node.last_index(), node.term()))
         };
         self.process_ready();
-        Ok(index)
+        Ok(placed)
+    }
+
+    /// Reads the node (for descriptions and progress).
+    pub fn with_node<R>(&self, read: impl FnOnce(&QuorumNode) -> R) -> R {
+        read(&self.node.borrow())
+    }
+
+    /// Compacts the log into a snapshot of the state machine at `applied_index`.
+    pub fn compact(&self, applied_index: u64, data: Vec<u8>) -> Result<(), QuorumError> {
+        self.node.borrow_mut().compact(applied_index, data)
+    }
+
+    /// When peer `id` (a Raft id) was last heard from, wall-clock ms.
+    pub fn last_heard_ms(&self, id: u64) -> Option<u64> {
+        self.last_heard_ms.borrow().get(&id).copied()
     }
 
     /// What committed since the last call, in log order.
@@ -103,6 +131,8 @@ impl QuorumDriver {
     }
 
     fn step(&self, message: Message) {
+        let now_ms = weir_storage::now_ms().max(0) as u64;
+        self.last_heard_ms.borrow_mut().insert(message.from, now_ms);
         if let Err(error) = self.node.borrow_mut().step(message) {
             tracing::debug!(%error, "a quorum message was refused");
         }
@@ -255,7 +285,8 @@ mod tests {
                 let voters: Vec<u64> = peers.keys().copied().collect();
                 let node = QuorumNode::open(&dir, id, &voters, TIMING).expect("open");
                 let listener = TcpListener::bind(peers[&id]).expect("bind the quorum address");
-                let driver = QuorumDriver::start(node, &peers, listener, Duration::from_millis(20));
+                let driver =
+                    QuorumDriver::start(node, &peers, Some(listener), Duration::from_millis(20));
                 let mut applied = Vec::new();
                 let mut proposed = false;
                 let deadline = Instant::now() + run_for;

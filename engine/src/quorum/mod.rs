@@ -2,7 +2,7 @@
 //! as KRaft runs it in combined mode (`process.roles=broker,controller`).
 //!
 //! ```text
-//!  caller (shard 0, later) ── tick() every tick_ms ──► QuorumNode ──► raft::RawNode<DiskStorage>
+//!  QuorumDriver (shard 0) ── tick() every tick_ms ──► QuorumNode ──► raft::RawNode<DiskStorage>
 //!       │ step(message from a peer)                       │ handle_ready():
 //!       │ propose(record bytes) (leader only)             │   1. entries + hard state durable (storage.rs)
 //!       ◄── Ready { messages to send, committed records } ◄   2. messages (after persistence)
@@ -16,7 +16,7 @@
 //!
 //! `MetadataLog` runs the metadata state machine (`replication::cluster_state`) on it; a
 //! single broker is a quorum of one. `transport` frames Raft messages for the wire
-//! between voters; the connections and an asynchronous driver come next.
+//! between voters and `driver` runs a node among its peers on a glommio executor.
 
 mod driver;
 mod metadata_log;
@@ -25,7 +25,10 @@ mod storage;
 pub mod transport;
 
 pub use driver::QuorumDriver;
-pub use metadata_log::{MetadataLog, QUORUM_DIR_NAME, QuorumDescription, VoterProgress, raft_id};
+pub use metadata_log::{
+    Applied, MetadataLog, QUORUM_DIR_NAME, QuorumDescription, VoterProgress, node_id_of, raft_id,
+    timing,
+};
 
 pub use node::{Committed, QuorumNode, QuorumTiming, Ready, decode_message, encode_message};
 pub use storage::DiskStorage;

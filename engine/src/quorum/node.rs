@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use protobuf::Message as _;
-use raft::eraftpb::{EntryType, Message, MessageType};
+use raft::eraftpb::{EntryType, Message};
 use raft::{Config, RawNode, StateRole};
 
 use super::{DiskStorage, QuorumError, logger};
@@ -30,8 +30,16 @@ pub struct Ready {
 /// A committed step of the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Committed {
-    /// A proposed record.
-    Record { index: u64, data: Vec<u8> },
+    /// A proposed record; `term` tells a proposer whether its own entry committed at
+    /// `index` (a deposed leader's entry is replaced by the next leader's).
+    Record {
+        index: u64,
+        term: u64,
+        data: Vec<u8>,
+    },
+    /// An entry without a record (a new leader's first entry): nothing to apply, but
+    /// the log has reached `index`.
+    Empty { index: u64, term: u64 },
     /// The leader's snapshot replaced the log: restore the state machine from `data`.
     Snapshot { index: u64, data: Vec<u8> },
 }
@@ -124,6 +132,23 @@ impl QuorumNode {
         self.raw.raft.raft_log.last_index()
     }
 
+    /// The leader's view of each voter's replication: (raft id, matched index). Empty
+    /// on a follower.
+    pub fn progress(&self) -> Vec<(u64, u64)> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let mut progress: Vec<(u64, u64)> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(&id, progress)| (id, progress.matched))
+            .collect();
+        progress.sort_unstable();
+        progress
+    }
+
     /// Starts an election now (a single voter elects itself at once).
     pub fn campaign(&mut self) -> Result<(), QuorumError> {
         self.raw.campaign().map_err(QuorumError::from)
@@ -138,11 +163,10 @@ impl QuorumNode {
         self.raw.tick();
     }
 
-    /// A message from a peer. Messages Raft keeps local are refused.
+    /// A message from a peer. Messages Raft keeps local are refused; a proposal a
+    /// follower forwarded to this leader is taken (followers forward what they propose).
     pub fn step(&mut self, message: Message) -> Result<(), QuorumError> {
-        if raft::raw_node::is_local_msg(message.get_msg_type())
-            || message.get_msg_type() == MessageType::MsgPropose
-        {
+        if raft::raw_node::is_local_msg(message.get_msg_type()) {
             return Err(QuorumError::Raft(raft::Error::StepLocalMsg));
         }
         match self.raw.step(message) {
@@ -152,7 +176,8 @@ impl QuorumNode {
         }
     }
 
-    /// Proposes a record; only the leader accepts (ProposalDropped elsewhere).
+    /// Proposes a record: a leader appends it, a follower forwards it to the leader it
+    /// knows (ProposalDropped without one).
     pub fn propose(&mut self, data: Vec<u8>) -> Result<(), QuorumError> {
         self.raw
             .propose(Vec::new(), data)
@@ -204,7 +229,13 @@ fn collect_committed(entries: Vec<raft::eraftpb::Entry>, out: &mut Vec<Committed
         if entry.get_entry_type() == EntryType::EntryNormal && !entry.get_data().is_empty() {
             out.push(Committed::Record {
                 index: entry.index,
+                term: entry.term,
                 data: entry.get_data().to_vec(),
+            });
+        } else {
+            out.push(Committed::Empty {
+                index: entry.index,
+                term: entry.term,
             });
         }
     }

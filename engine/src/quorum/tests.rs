@@ -116,6 +116,7 @@ impl Cluster {
                             state.push(String::from_utf8(data).expect("utf-8"))
                         }
                         Committed::Snapshot { data, .. } => *state = decode_state(&data),
+                        Committed::Empty { .. } => {}
                     }
                 }
                 self.in_flight.extend(ready.messages);

@@ -57,6 +57,55 @@ pub enum MetadataRecord {
     /// The next producer id block starts here (ids below were handed out).
     ProducerIdBlock {
         next_block_start: i64,
+        /// The block went to another broker's request (its ids end at
+        /// `next_block_start`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        granted: Option<ProducerIdGrant>,
+    },
+    /// A broker's request to the active controller, carried by the log (a follower's
+    /// proposal is forwarded to the Raft leader): it changes no state; the controller
+    /// that applies it while active decides on it and commits the outcome, and the
+    /// requester watches the state for that outcome (retrying when a leader change lost
+    /// the request).
+    Request(ControllerRequest),
+}
+
+/// A producer id block the active controller granted to a broker's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdGrant {
+    pub node: NodeId,
+    /// The request's nonce, so the broker knows the grant answers it.
+    pub nonce: u64,
+    pub start: i64,
+}
+
+/// What a broker asks of the active controller (Kafka's BrokerRegistration,
+/// BrokerHeartbeat's `wantShutDown` and AlterPartition).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    Register {
+        node: NodeId,
+        incarnation: u64,
+        clean_shutdown: bool,
+        host: String,
+        port: u16,
+        rack: Option<String>,
+    },
+    ControlledShutdown {
+        node: NodeId,
+        incarnation: u64,
+    },
+    /// A block of producer ids for a broker that is not the active controller.
+    AllocateProducerIds {
+        node: NodeId,
+        nonce: u64,
+    },
+    AlterPartition {
+        leader: NodeId,
+        key: PartitionKey,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
     },
 }
 
@@ -109,6 +158,9 @@ pub struct ClusterState {
     topics: BTreeMap<String, TopicState>,
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     next_producer_id_block: i64,
+    /// The latest producer id block granted to each broker's request (not part of the
+    /// snapshot: a broker whose grant was compacted away asks again).
+    producer_id_grants: BTreeMap<NodeId, ProducerIdGrant>,
 }
 
 impl ClusterState {
@@ -119,6 +171,7 @@ impl ClusterState {
             topics: BTreeMap::new(),
             broker_configs: BTreeMap::new(),
             next_producer_id_block: 0,
+            producer_id_grants: BTreeMap::new(),
         }
     }
 
@@ -157,6 +210,11 @@ impl ClusterState {
 
     pub fn broker_configs(&self) -> &BTreeMap<String, BTreeMap<String, String>> {
         &self.broker_configs
+    }
+
+    /// The latest producer id block granted to `node`'s request.
+    pub fn producer_id_grant(&self, node: NodeId) -> Option<ProducerIdGrant> {
+        self.producer_id_grants.get(&node).copied()
     }
 
     pub fn next_producer_id_block(&self) -> i64 {
@@ -213,13 +271,20 @@ impl ClusterState {
                         .insert(resource.clone(), configs.clone());
                 }
             }
-            MetadataRecord::ProducerIdBlock { next_block_start } => {
+            MetadataRecord::ProducerIdBlock {
+                next_block_start,
+                granted,
+            } => {
                 assert!(
                     *next_block_start >= self.next_producer_id_block,
                     "producer ids go back"
                 );
                 self.next_producer_id_block = *next_block_start;
+                if let Some(grant) = granted {
+                    self.producer_id_grants.insert(grant.node, *grant);
+                }
             }
+            MetadataRecord::Request(_) => {}
         }
         if let MetadataRecord::Replication(MetadataChange::Partition {
             key: (topic, partition),
@@ -279,6 +344,7 @@ impl ClusterState {
         }
         records.push(MetadataRecord::ProducerIdBlock {
             next_block_start: self.next_producer_id_block,
+            granted: None,
         });
         serde_json::to_vec(&records).expect("metadata records always serialize")
     }
@@ -643,6 +709,7 @@ mod tests {
                 },
                 MetadataRecord::ProducerIdBlock {
                     next_block_start: 5000,
+                    granted: None,
                 },
                 MetadataRecord::Replication(MetadataChange::FenceBroker { node: 2 }),
             ],

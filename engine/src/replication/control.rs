@@ -95,6 +95,12 @@ impl ReplicationControl {
         self
     }
 
+    /// A control with the same settings and no state (restoring a snapshot).
+    pub fn config_copy(&self) -> Self {
+        Self::new(self.session_timeout_ms)
+            .with_unclean_leader_election(self.unclean_leader_election)
+    }
+
     pub fn broker(&self, node: NodeId) -> Option<BrokerRegistration> {
         self.brokers.get(&node).copied()
     }

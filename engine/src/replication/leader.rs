@@ -133,6 +133,11 @@ impl LeaderState {
         }
     }
 
+    /// New knobs (a changed `min.insync.replicas` or `replica.lag.time.max.ms`).
+    pub fn set_config(&mut self, config: LeaderConfig) {
+        self.config = config;
+    }
+
     pub fn leader_epoch(&self) -> i32 {
         self.registration.leader_epoch
     }

@@ -1,0 +1,343 @@
+"""Replication across real broker processes: acknowledged records survive leader deaths.
+
+Goal: with three brokers, replication factor 3 and min.insync.replicas=2, every record an
+acks=all producer had acknowledged is still readable at its acknowledged offset after
+the leaders of the topic's partitions were killed with SIGKILL one after another (each
+restarted before the next kill), and afterwards every replica holds the same log.
+
+Method: a `Cluster` of three `weir broker` processes (each a broker and a controller
+quorum voter, its own ports and data dir); a confluent-kafka producer thread sends
+numbered values with acks=all and records each delivery report's (partition, offset);
+the main thread finds partition i's leader from Metadata, kill -9s it, measures the
+failover (until another broker is reported leader and a new record of that partition
+is acknowledged), restarts it and waits until it is back in every ISR. At the end a
+consumer reads every partition from the start and each acknowledged value must be at
+its offset; the partitions' segment files must be byte-identical on the three brokers.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+import kproto
+import support
+from conftest import WEIR_BIN, _die_with_parent
+
+CLUSTER_OVERRIDES = {
+    "broker.session.timeout.ms": 3000,
+    "min.insync.replicas": 2,
+}
+
+
+def partition_state(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:
+    """partition -> (leader, replicas, isr), as Metadata reports it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    metadata = admin.list_topics(topic=topic, timeout=10)
+    entry = metadata.topics[topic]
+    return {p.id: (p.leader, list(p.replicas), list(p.isrs)) for p in entry.partitions.values()}
+
+
+def leader_of(bootstrap: str, topic: str, partition: int) -> tuple[int] | None:
+    """(leader,) when the partition has one (a tuple, so that node 0 is truthy)."""
+    leader = partition_state(bootstrap, topic)[partition][0]
+    return (leader,) if leader >= 0 else None
+
+
+def process_state(pid: int) -> str:
+    """"T" once every thread of `pid` is stopped, else the first other state letter."""
+    states = set()
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        states.add(stat.rsplit(")", 1)[1].split()[0])
+    return "T" if states == {"T"} else "".join(sorted(states - {"T"}))
+
+
+def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = predicate()
+        except Exception:  # a broker that is down answers nothing; keep asking
+            value = None
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(interval_s)
+
+
+class AckRecorder:
+    """A producer thread sending numbered values with acks=all; keeps every ack."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self.acked: list[tuple[int, int, bytes]] = []
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                                  "enable.idempotence": False, "linger.ms": 2,
+                                  "message.timeout.ms": 60_000, "retry.backoff.ms": 100,
+                                  "topic.metadata.refresh.interval.ms": 1000})
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def on_delivery(self, err, msg) -> None:
+        with self.lock:
+            if err is not None:
+                self.errors.append(str(err))
+            else:
+                self.acked.append((msg.partition(), msg.offset(), msg.value()))
+
+    def run(self) -> None:
+        seq = 0
+        while not self.stop.is_set():
+            value = f"value-{seq:09d}".encode()
+            try:
+                self.producer.produce(self.topic, value=value, partition=seq % self.partitions,
+                                      on_delivery=self.on_delivery)
+                seq += 1
+            except BufferError:
+                pass
+            self.producer.poll(0.002)
+        self.producer.flush(90)
+
+    def acked_count(self, partition: int | None = None) -> int:
+        with self.lock:
+            return sum(1 for p, _, _ in self.acked if partition is None or p == partition)
+
+
+def segment_bytes(broker, topic: str, partition: int) -> bytes:
+    return b"".join(path.read_bytes() for path in broker.segment_files(topic, partition))
+
+
+@pytest.mark.timeout_s(240)
+def test_acknowledged_records_survive_killing_three_leaders_in_turn(make_cluster):
+    cluster = make_cluster(3, CLUSTER_OVERRIDES)
+    topic = support.unique_topic("replicated")
+    support.create_topic(cluster.bootstrap, topic, 3, replication_factor=3)
+    by_id = {node: broker for node, broker in enumerate(cluster.brokers)}
+    recorder = AckRecorder(cluster.bootstrap, topic, 3)
+    recorder.thread.start()
+    failovers = []
+    try:
+        wait_until(lambda: recorder.acked_count() >= 300, 60, "acks before the first kill")
+        for partition in range(3):
+            leader = wait_until(lambda: leader_of(cluster.bootstrap, topic, partition), 30,
+                                f"a leader of partition {partition}")[0]
+            victim = by_id[leader]
+            acked_before = recorder.acked_count(partition)
+            killed_at = time.monotonic()
+            victim.kill9()
+            survivors = ",".join(b.bootstrap for b in cluster.brokers if b is not victim)
+            wait_until(lambda: partition_state(survivors, topic)[partition][0] not in (-1, leader),
+                       60, f"a new leader of partition {partition}")
+            wait_until(lambda: recorder.acked_count(partition) > acked_before + 10, 60,
+                       f"acks on partition {partition} after its leader died")
+            failovers.append(time.monotonic() - killed_at)
+            victim.start()
+            wait_until(lambda: all(len(isr) == 3 for _, _, isr in
+                                   partition_state(cluster.bootstrap, topic).values()),
+                       60, "the restarted broker back in every ISR")
+    finally:
+        recorder.stop.set()
+        recorder.thread.join(120)
+    print(f"failover times (kill -9 to new acks on that partition): "
+          f"{', '.join(f'{t:.2f} s' for t in failovers)}")
+    acked = list(recorder.acked)
+    assert len(acked) >= 300
+    # Every acknowledged record is at its acknowledged offset.
+    consumed = support.confluent_consume(cluster.bootstrap, topic, 3, expected=len(acked),
+                                         timeout_s=90, linger_s=2.0)
+    at = {(p, o): v for p, o, _, v in consumed}
+    missing = [(p, o, v) for p, o, v in acked if at.get((p, o)) != v]
+    assert not missing, f"{len(missing)} acknowledged records lost or moved, first: {missing[:5]}"
+    # The replicas converge on identical logs.
+    for partition in range(3):
+        wait_until(lambda: len({segment_bytes(b, topic, partition) for b in cluster.brokers}) == 1,
+                   60, f"identical replicas of partition {partition}", interval_s=0.5)
+
+
+def produce_acked(bootstrap: str, topic: str, values: list[bytes], partition: int = 0) -> list[int]:
+    """acks=all; returns each value's offset (every one must be acknowledged)."""
+    records = [(None, value) for value in values]
+    # Idempotent, so a retry never writes a record twice and offsets are exact.
+    delivered = support.confluent_produce(bootstrap, topic, records,
+                                          config={"message.timeout.ms": 60_000,
+                                                  "enable.idempotence": True})
+    assert all(p == partition for p, _ in delivered)
+    return [offset for _, offset in delivered]
+
+
+def wait_converged(cluster, topic: str, partition: int = 0, timeout_s: float = 60) -> None:
+    wait_until(lambda: len(partition_state(cluster.bootstrap, topic)[partition][2]) == len(cluster.brokers),
+               timeout_s, "a full ISR")
+    wait_until(lambda: len({segment_bytes(b, topic, partition) for b in cluster.brokers}) == 1,
+               timeout_s, "identical replicas", interval_s=0.5)
+
+
+@pytest.mark.timeout_s(180)
+def test_a_stopped_leader_is_replaced_and_rejoins_as_a_follower_truncating_its_suffix(make_cluster):
+    cluster = make_cluster(3, CLUSTER_OVERRIDES)
+    topic = support.unique_topic("stopped")
+    support.create_topic(cluster.bootstrap, topic, 1, replication_factor=3)
+    produce_acked(cluster.bootstrap, topic, [f"before-{i}".encode() for i in range(50)])
+    leader = wait_until(lambda: leader_of(cluster.bootstrap, topic, 0), 30, "a leader")[0]
+    stopped = cluster.brokers[leader]
+    survivors = ",".join(b.bootstrap for b in cluster.brokers if b is not stopped)
+    # A produce with acks=1 queued at the stopped leader: when it resumes it may append
+    # it at its old epoch before it learns it was replaced — a divergent suffix.
+    with stopped.connect() as conn:
+        stopped.proc.send_signal(signal.SIGSTOP)
+        # SIGSTOP takes effect asynchronously: the produce must reach a stopped process.
+        wait_until(lambda: process_state(stopped.proc.pid) == "T", 10, "the leader stopped", 0.01)
+        try:
+            batch = kproto.build_batch([(None, b"suffix-of-the-old-leader", 0)])
+            correlation = conn.send(kproto.PRODUCE, 9,
+                                    kproto.encode_produce_request(9, topic, 0, batch, acks=1))
+            wait_until(lambda: partition_state(survivors, topic)[0][0] not in (-1, leader), 60,
+                       "a new leader while the old one is stopped")
+            after = produce_acked(survivors, topic, [f"after-{i}".encode() for i in range(20)])
+            assert after == list(range(50, 70)), after
+        finally:
+            stopped.proc.send_signal(signal.SIGCONT)
+        answer = kproto.decode_produce_response(conn.recv_response(correlation, True, 30), 9)[0]
+    wait_converged(cluster, topic)
+    consumed = support.confluent_consume(cluster.bootstrap, topic, 1, expected=70, linger_s=1.0)
+    values = [v for _, _, _, v in consumed]
+    assert values == [f"before-{i}".encode() for i in range(50)] + [f"after-{i}".encode() for i in range(20)]
+    print(f"the stopped leader answered the queued acks=1 produce with error {answer.error_code}")
+    if answer.error_code == 0:
+        # It did append at its old epoch (acks=1 promises only the leader's log): the
+        # record went when the old leader truncated to the new leader's log.
+        assert "truncating a divergent suffix" in stopped.stderr_text(), stopped.stderr_tail()
+
+
+@pytest.mark.timeout_s(180)
+def test_a_follower_with_a_wiped_data_directory_replicates_everything_again(make_cluster):
+    cluster = make_cluster(3, CLUSTER_OVERRIDES)
+    topic = support.unique_topic("wiped")
+    support.create_topic(cluster.bootstrap, topic, 1, replication_factor=3)
+    values = [f"record-{i:05d}-".encode() + b"x" * 200 for i in range(3000)]
+    produce_acked(cluster.bootstrap, topic, values)
+    leader = wait_until(lambda: leader_of(cluster.bootstrap, topic, 0), 30, "a leader")[0]
+    follower = next(b for node, b in enumerate(cluster.brokers) if node != leader)
+    follower.kill9()
+    # Every partition and checkpoint file goes; the quorum's log (metadata.log.dir) stays.
+    shutil.rmtree(follower.data_dir)
+    follower.data_dir.mkdir()
+    follower.start()
+    wait_converged(cluster, topic, timeout_s=90)
+    assert len(segment_bytes(follower, topic, 0)) > 3000 * 200
+
+
+@pytest.mark.timeout_s(180)
+def test_committed_offsets_survive_the_death_of_the_groups_coordinator(make_cluster):
+    cluster = make_cluster(3, CLUSTER_OVERRIDES)
+    topic = support.unique_topic("grouped")
+    support.create_topic(cluster.bootstrap, topic, 3, replication_factor=3)
+    first = [(None, f"first-{i}".encode()) for i in range(30)]
+    support.confluent_produce(cluster.bootstrap, topic, first)
+    group = support.unique_topic("group")
+    conf = {"bootstrap.servers": cluster.bootstrap, "group.id": group, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "session.timeout.ms": 6000}
+    consumer = Consumer(conf)
+    consumer.subscribe([topic])
+    seen = []
+    deadline = time.monotonic() + 60
+    while len(seen) < 30:
+        assert time.monotonic() < deadline, f"consumed {len(seen)} of 30"
+        for msg in consumer.consume(100, timeout=0.5):
+            assert msg.error() is None, msg.error()
+            seen.append(msg.value())
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    description = admin.describe_consumer_groups([group])[group].result(timeout=30)
+    coordinator = description.coordinator.id
+    cluster.brokers[coordinator].kill9()
+    survivors = ",".join(b.bootstrap for node, b in enumerate(cluster.brokers) if node != coordinator)
+    second = [(None, f"second-{i}".encode()) for i in range(10)]
+    support.confluent_produce(survivors, topic, second)
+    consumer = Consumer({**conf, "bootstrap.servers": survivors})
+    consumer.subscribe([topic])
+    resumed = []
+    deadline = time.monotonic() + 90
+    while len(resumed) < 10:
+        assert time.monotonic() < deadline, f"resumed with {resumed}"
+        for msg in consumer.consume(100, timeout=0.5):
+            assert msg.error() is None, msg.error()
+            resumed.append(msg.value())
+    time.sleep(1.0)
+    for msg in consumer.consume(100, timeout=0.5):
+        resumed.append(msg.value())
+    consumer.close()
+    assert sorted(resumed) == sorted(v for _, v in second), \
+        "the group resumed at its committed offsets on the new coordinator"
+
+
+@pytest.mark.timeout_s(120)
+def test_a_leader_stopped_with_sigterm_hands_over_its_partitions_first(make_cluster):
+    cluster = make_cluster(3, CLUSTER_OVERRIDES)
+    topic = support.unique_topic("handover")
+    support.create_topic(cluster.bootstrap, topic, 1, replication_factor=3)
+    produce_acked(cluster.bootstrap, topic, [b"one", b"two"])
+    leader = wait_until(lambda: leader_of(cluster.bootstrap, topic, 0), 30, "a leader")[0]
+    survivors = ",".join(b.bootstrap for node, b in enumerate(cluster.brokers) if node != leader)
+    assert cluster.brokers[leader].stop() == 0
+    # Controlled shutdown: the new leader was elected before the old one exited, so
+    # there is no session timeout to wait for.
+    state = partition_state(survivors, topic)[0]
+    assert state[0] not in (-1, leader) and leader not in state[2], state
+    assert produce_acked(survivors, topic, [b"three"]) == [2]
+
+
+@pytest.mark.timeout_s(120)
+def test_local_cluster_runs_three_replicating_nodes_with_one_command(tmp_path):
+    base = free_base_port()
+    proc = subprocess.Popen([WEIR_BIN, "local-cluster", "--nodes", "3", "--base-port", str(base),
+                             "--dir", str(tmp_path / "cluster")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_die_with_parent)
+    try:
+        ready = proc.stdout.readline()
+        assert "weir local-cluster ready: 3 nodes" in ready, ready
+        bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
+        topic = support.unique_topic("local")
+        support.create_topic(bootstrap, topic, 3, replication_factor=3)
+        assert all(len(replicas) == 3 for _, replicas, _ in partition_state(bootstrap, topic).values())
+        support.confluent_produce(bootstrap, topic, [(None, b"hello")])
+        assert support.confluent_consume(bootstrap, topic, 3, expected=1)[0][3] == b"hello"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    assert "weir local-cluster stopped" in proc.stdout.read()
+
+
+def free_base_port() -> int:
+    """A port p with p..p+2 and p+100..p+102 free."""
+    import random
+    for _ in range(100):
+        base = random.randint(20_000, 50_000)
+        try:
+            sockets = []
+            for port in [base, base + 1, base + 2, base + 100, base + 101, base + 102]:
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                sockets.append(s)
+            for s in sockets:
+                s.close()
+            return base
+        except OSError:
+            for s in sockets:
+                s.close()
+    raise AssertionError("no free port range")

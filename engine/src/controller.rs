@@ -914,6 +914,9 @@ async fn handle_requests(shard: Rc<Shard>, requests: Vec<ControllerRequest>) {
 /// `broker.session.timeout.ms` is fenced and its leaderships move.
 pub async fn liveness_loop(shard: Rc<Shard>) {
     let mut was_leader = false;
+    let rebalance_every =
+        std::time::Duration::from_millis(shard.config.cluster.leader_imbalance_check_interval_ms);
+    let mut next_rebalance = std::time::Instant::now() + rebalance_every;
     loop {
         glommio::timer::sleep(Duration::from_millis(LIVENESS_CHECK_MS)).await;
         if shard.is_shutting_down() {
@@ -950,6 +953,20 @@ pub async fn liveness_loop(shard: Rc<Shard>) {
                 let alive = log.heard_within(node, now_ms, HEARD_WITHIN_MS);
                 if alive && (!fenced || log.caught_up(node)) {
                     changes.extend(log.state_mut().control_mut().heartbeat(node, now_ms));
+                }
+            }
+            if changes.is_empty()
+                && shard.config.cluster.auto_leader_rebalance
+                && std::time::Instant::now() >= next_rebalance
+            {
+                // auto.leader.rebalance.enable: leadership back to preferred replicas.
+                next_rebalance = std::time::Instant::now() + rebalance_every;
+                changes = log.state().control().elect_preferred_leaders();
+                if !changes.is_empty() {
+                    info!(
+                        partitions = changes.len(),
+                        "moving leadership back to preferred replicas"
+                    );
                 }
             }
             if changes.is_empty() {

@@ -74,6 +74,8 @@ class Broker:
         self.shards = shards
         # Set by Cluster: this node's CONTROLLER listener port.
         self.controller_port: int | None = None
+        # Words before the command (e.g. `ip netns exec <ns>`).
+        self.prefix: list[str] = []
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self._stderr_offset = 0
@@ -95,7 +97,7 @@ class Broker:
             cmd += ["--override", f"{key}={value}"]
         if self.shards is not None:
             cmd += ["--shards", str(self.shards)]
-        return cmd
+        return self.prefix + cmd
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> "Broker":
         assert self.proc is None or self.proc.poll() is not None, "broker already running"

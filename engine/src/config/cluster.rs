@@ -28,6 +28,8 @@ pub const CLUSTER_KEYS: &[(&str, Option<&str>)] = &[
     ("broker.heartbeat.interval.ms", Some("2000")),
     ("replica.lag.time.max.ms", Some("30000")),
     ("replica.fetch.backoff.ms", Some("1000")),
+    ("auto.leader.rebalance.enable", Some("true")),
+    ("leader.imbalance.check.interval.seconds", Some("300")),
 ];
 
 /// One member of the controller quorum.
@@ -51,6 +53,10 @@ pub struct ClusterSettings {
     pub replica_lag_time_max_ms: u64,
     pub replica_fetch_backoff_ms: u64,
     pub unclean_leader_election: bool,
+    /// auto.leader.rebalance.enable: the active controller moves leadership back to
+    /// preferred replicas every `leader.imbalance.check.interval.seconds`.
+    pub auto_leader_rebalance: bool,
+    pub leader_imbalance_check_interval_ms: u64,
 }
 
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -189,6 +195,29 @@ impl ClusterSettings {
                 ));
             }
         };
+        let rebalance_value = text("auto.leader.rebalance.enable");
+        let auto_leader_rebalance = match rebalance_value.as_str() {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(invalid(
+                    "auto.leader.rebalance.enable",
+                    &rebalance_value,
+                    "must be true or false",
+                ));
+            }
+        };
+        let interval_value = text("leader.imbalance.check.interval.seconds");
+        let leader_imbalance_check_interval_ms = match interval_value.parse::<u64>() {
+            Ok(seconds) if seconds > 0 => seconds * 1000,
+            _ => {
+                return Err(invalid(
+                    "leader.imbalance.check.interval.seconds",
+                    &interval_value,
+                    "must be a positive number of seconds",
+                ));
+            }
+        };
         let settings = ClusterSettings {
             voters,
             controller_listener,
@@ -198,6 +227,8 @@ impl ClusterSettings {
             replica_lag_time_max_ms: positive("replica.lag.time.max.ms")?,
             replica_fetch_backoff_ms: positive("replica.fetch.backoff.ms")?,
             unclean_leader_election,
+            auto_leader_rebalance,
+            leader_imbalance_check_interval_ms,
         };
         if settings.broker_heartbeat_interval_ms >= settings.broker_session_timeout_ms {
             return Err(invalid(

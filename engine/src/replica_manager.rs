@@ -8,6 +8,7 @@
 //!   ◄── per partition: records ─► append_as_follower ─► high watermark = min(leader's, log end)
 //!                      diverging epoch ─► truncate to where the epochs agree (truncation_offset)
 //!                      offset out of range below the leader's log start ─► start over there
+//!                      the leader's log start moved (DeleteRecords) ─► the same records go here
 //!                      not leader / fenced epoch ─► wait for the metadata that moves it
 //!  isr_loop (every ISR_CHECK_MS): each led partition's isr_change ─► ControllerRequest::AlterPartition
 //!     through the metadata log; the leader sees the new ISR when the metadata is published
@@ -185,7 +186,7 @@ async fn fetcher(shard: Rc<Shard>, leader: NodeId) {
                 }) else {
                     continue;
                 };
-                match handle_partition(asked, leader, data).await {
+                match handle_partition(&shard, asked, leader, data).await {
                     Ok(moved) => {
                         all_failed = false;
                         progressed |= moved;
@@ -208,6 +209,7 @@ async fn fetcher(shard: Rc<Shard>, leader: NodeId) {
 
 /// Applies one partition's answer; Ok(true) when the log changed.
 async fn handle_partition(
+    shard: &Rc<Shard>,
     asked: &Asked,
     leader: NodeId,
     data: kafka_protocol::messages::fetch_response::PartitionData,
@@ -273,7 +275,33 @@ async fn handle_partition(
         moved = true;
     }
     partition.follower_high_watermark(data.high_watermark);
+    follow_log_start(shard, partition, data.log_start_offset).await;
     Ok(moved)
+}
+
+/// The leader's log start moved past this replica's (DeleteRecords there): this
+/// replica drops the same records, up to its own high watermark (Kafka's follower does
+/// this on every fetch response). Compacted-only topics never move it by DeleteRecords.
+async fn follow_log_start(shard: &Rc<Shard>, partition: &Rc<Partition>, leader_log_start: i64) {
+    let target = leader_log_start.min(partition.high_watermark());
+    if target <= partition.log_start_offset() {
+        return;
+    }
+    match partition
+        .delete_records(target, weir_storage::now_ms())
+        .await
+    {
+        Ok((_, Some(retired))) => {
+            crate::retention::log_deletion(shard, partition, &retired, "the leader's log start");
+            crate::retention::schedule_removal(shard, retired);
+        }
+        Ok((_, None)) => {}
+        Err(crate::partition::DeleteRecordsError::PolicyViolation { .. }) => {}
+        Err(error) => {
+            debug!(topic = %partition.topic, partition = partition.index, %error,
+                "could not follow the leader's log start");
+        }
+    }
 }
 
 /// Every ISR_CHECK_MS: the ISR changes this shard's leaders want go to the controller.

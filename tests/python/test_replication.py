@@ -11,6 +11,7 @@ min.insync.replicas=2 —
 - a follower whose data directory was wiped replicates everything again;
 - a consumer group's committed offsets survive the death of its coordinator's broker;
 - SIGTERM hands a leader's partitions over before the broker exits;
+- records DeleteRecords removed on the leader stay removed after it fails over;
 - `weir local-cluster` runs three replicating nodes with one command;
 - a leader cut off from the majority (network namespaces, blackhole routes) never
   acknowledges acks=all, the majority elects a new leader, and after healing the logs
@@ -34,7 +35,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 import kproto
@@ -457,3 +458,27 @@ def test_a_leader_cut_off_from_the_majority_acknowledges_nothing_and_logs_conver
         finally:
             for broker in brokers:
                 broker.kill9()
+
+
+@pytest.mark.timeout_s(150)
+def test_records_deleted_on_the_leader_stay_deleted_after_it_fails_over(make_cluster):
+    cluster = make_cluster(3, CLUSTER_OVERRIDES)
+    topic = support.unique_topic("deleted")
+    support.create_topic(cluster.bootstrap, topic, 1, {"segment.bytes": "2048"}, replication_factor=3)
+    produce_acked(cluster.bootstrap, topic, [f"record-{i:04d}-".encode() + b"y" * 100 for i in range(100)])
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    (future,) = admin.delete_records([TopicPartition(topic, 0, 60)]).values()
+    assert future.result(timeout=30).low_watermark == 60
+    # Followers take the leader's log start from its fetch responses: once a later
+    # acks=all record is acknowledged, every in-sync follower has had one.
+    assert produce_acked(cluster.bootstrap, topic, [b"after the deletion"]) == [100]
+    leader = wait_until(lambda: leader_of(cluster.bootstrap, topic, 0), 30, "a leader")[0]
+    cluster.brokers[leader].kill9()
+    survivors = ",".join(b.bootstrap for node, b in enumerate(cluster.brokers) if node != leader)
+    wait_until(lambda: partition_state(survivors, topic)[0][0] not in (-1, leader), 60, "a new leader")
+    consumer = Consumer({"bootstrap.servers": survivors, "group.id": "weir-tests-unused"})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    finally:
+        consumer.close()
+    assert (low, high) == (60, 101), "the new leader starts where the old one's DeleteRecords left it"

@@ -95,6 +95,10 @@ async fn delete_on_owner(
             let Some(partition) = owner_shard.partition(&topic, index) else {
                 return Err(ResponseError::UnknownTopicOrPartition.code());
             };
+            if !partition.is_leader() {
+                // Followers follow the leader's log start (replica_manager).
+                return Err(ResponseError::NotLeaderOrFollower.code());
+            }
             let now_ms = weir_storage::now_ms();
             let (low_watermark, retired) = partition
                 .delete_records(offset, now_ms)

@@ -6,8 +6,10 @@
 //! process from /proc, io_uring workers included) per GB of payload. A baseline from
 //! the same run puts that in proportion: the CPU this machine spends writing the same
 //! bytes into the page cache with plain 1 MiB `write`s — the floor for any broker that
-//! stores through the page cache. Replicated scenarios need a 3-node cluster (the
-//! cluster issue) and are reported as skipped, never faked.
+//! stores through the page cache. Replicated scenarios (2–4) run against a local
+//! 3-node cluster this command starts (`weir local-cluster`, one shard per node) with a
+//! topic of replication factor 3; they report the nodes' CPU-seconds per GB together
+//! and the ratio to scenario 1 measured in the same run.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -143,22 +145,140 @@ impl Broker {
     fn cpu_seconds(&self) -> f64 {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are 14 and 15.
-        let fields: Vec<&str> = stat
+        let fields: Vec<String> = stat
             .rsplit_once(')')
             .map_or("", |(_, rest)| rest)
             .split_whitespace()
+            .map(str::to_string)
             .collect();
-        let ticks = |index: usize| {
-            fields
-                .get(index)
-                .and_then(|field| field.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // SAFETY: sysconf has no memory effects.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        (ticks(11) + ticks(12)) / hz
+        process_cpu_seconds(&fields)
     }
+}
+
+/// A local 3-node cluster (`weir local-cluster`), stopped on drop.
+struct Cluster {
+    child: Child,
+    bootstrap: String,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn start(bin: &Path, dir: &Path) -> Result<Cluster, PerfError> {
+        let base = free_base_port()?;
+        let mut child = Command::new(bin)
+            .args([
+                "local-cluster",
+                "--nodes",
+                "3",
+                "--base-port",
+                &base.to_string(),
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .args(["--override", "log.segment.bytes=536870912"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| PerfError::Io {
+                address: bin.display().to_string(),
+                source,
+            })?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let bootstrap = loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("weir local-cluster ready") => {
+                    break line.rsplit(' ').next().unwrap_or_default().to_string();
+                }
+                Some(Ok(_)) => {}
+                _ => {
+                    let _ = child.kill();
+                    return Err(PerfError::Broker(
+                        "the local cluster exited before it was ready".into(),
+                    ));
+                }
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Cluster {
+            child,
+            bootstrap,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// utime + stime of the cluster's broker processes (the children of local-cluster).
+    fn cpu_seconds(&self) -> f64 {
+        let parent = self.child.id().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0.0;
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let fields: Vec<String> = stat
+                    .rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect();
+                // The parent pid is the second field after the command name.
+                (fields.get(1)? == &parent).then(|| process_cpu_seconds(&fields))
+            })
+            .sum()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // SAFETY: signalling the child we started; local-cluster stops its nodes.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// utime + stime from /proc/<pid>/stat's fields after the command name (14 and 15).
+fn process_cpu_seconds(fields: &[String]) -> f64 {
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// A port p with p..p+2 and p+100..p+102 free (local-cluster's layout).
+fn free_base_port() -> Result<u16, PerfError> {
+    for _ in 0..200 {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| PerfError::Io {
+            address: "127.0.0.1:0".into(),
+            source,
+        })?;
+        let base = probe.local_addr().map(|a| a.port()).unwrap_or(0);
+        drop(probe);
+        if base == 0 || base > u16::MAX - 110 {
+            continue;
+        }
+        let ports = [base, base + 1, base + 2, base + 100, base + 101, base + 102];
+        let held: Vec<_> = ports
+            .iter()
+            .filter_map(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).ok())
+            .collect();
+        if held.len() == ports.len() {
+            return Ok(base);
+        }
+    }
+    Err(PerfError::Broker(
+        "no free port range for the local cluster".into(),
+    ))
 }
 
 impl Drop for Broker {
@@ -170,6 +290,15 @@ impl Drop for Broker {
 }
 
 fn create_topic(address: &str, topic: &str, partitions: i32) -> Result<(), PerfError> {
+    create_replicated_topic(address, topic, partitions, 1)
+}
+
+fn create_replicated_topic(
+    address: &str,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+) -> Result<(), PerfError> {
     let mut client = KafkaClient::connect(address, "weir-perf-linkedin", REQUEST_TIMEOUT)?;
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(30_000)
@@ -177,7 +306,7 @@ fn create_topic(address: &str, topic: &str, partitions: i32) -> Result<(), PerfE
             CreatableTopic::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_string())))
                 .with_num_partitions(partitions)
-                .with_replication_factor(1),
+                .with_replication_factor(replication_factor),
         ]);
     let (_, response) = client.any().call(&request)?;
     for created in &response.topics {
@@ -186,6 +315,34 @@ fn create_topic(address: &str, topic: &str, partitions: i32) -> Result<(), PerfE
                 "CreateTopics {topic} failed: error {}",
                 created.error_code
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every broker of `bootstrap` knows `topic` with a leader for each of its
+/// `partitions` (CreateTopics answers once the controller applied it; the others follow
+/// within a round trip, and this producer does not retry NOT_LEADER_OR_FOLLOWER).
+fn wait_for_topic(bootstrap: &str, topic: &str, partitions: usize) -> Result<(), PerfError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for address in bootstrap.split(',') {
+        let mut client = KafkaClient::connect(address, "weir-perf-linkedin", REQUEST_TIMEOUT)?;
+        loop {
+            let response = client.metadata(Some(&[topic.to_string()]))?;
+            let ready = weir_net::client::metadata_topic(&response, topic).is_some_and(|found| {
+                found.error_code == 0
+                    && found.partitions.len() == partitions
+                    && found.partitions.iter().all(|p| p.leader_id.0 >= 0)
+            });
+            if ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(PerfError::Broker(format!(
+                    "{address} does not know {topic} with {partitions} led partitions after 30 s"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     Ok(())
@@ -207,13 +364,24 @@ fn produce(
     size: usize,
     throughput: f64,
 ) -> Result<crate::perf::produce::ProducerPerfResult, PerfError> {
+    produce_with_acks(address, topic, records, size, throughput, "1")
+}
+
+fn produce_with_acks(
+    address: &str,
+    topic: &str,
+    records: u64,
+    size: usize,
+    throughput: f64,
+    acks: &str,
+) -> Result<crate::perf::produce::ProducerPerfResult, PerfError> {
     run_producer(
         &ProducerPerfConfig {
             topic: topic.to_string(),
             num_records: records,
             payloads: vec![random_payload(size)],
             throughput,
-            props: producer_props(address, "1"),
+            props: producer_props(address, acks),
             stamp_send_time: None,
         },
         &mut std::io::sink(),
@@ -356,14 +524,65 @@ pub fn run(args: Args) -> Result<(), PerfError> {
                "page_cache_write_cpu_s_per_gb": baseline,
                "producer_props": {"acks": "1", "batch.size": 262144, "linger.ms": 5}, "partitions": 6}),
     );
-    for id in ["2", "3", "4"] {
-        push(
-            id,
-            "skipped".into(),
-            "-".into(),
-            "-".into(),
-            json!({"skipped": "needs a local 3-node cluster with replication (the cluster issue); not faked"}),
-        );
+    // 2–4: replication factor 3 on a local 3-node cluster (one shard per node; on one
+    // machine the nodes share its cores with the producers).
+    {
+        let cluster = Cluster::start(
+            &bin,
+            &args.out.join(format!("cluster-{}", std::process::id())),
+        )?;
+        let bootstrap = cluster.bootstrap.clone();
+        let mut replicated = |id: &'static str, topic: &str, producers: u64, acks: &'static str| {
+            create_replicated_topic(&bootstrap, topic, 6, 3)?;
+            wait_for_topic(&bootstrap, topic, 6)?;
+            let cpu = cluster.cpu_seconds();
+            let started = Instant::now();
+            let threads: Vec<_> = (0..producers)
+                .map(|_| {
+                    let (bootstrap, topic) = (bootstrap.clone(), topic.to_string());
+                    std::thread::spawn(move || {
+                        produce_with_acks(&bootstrap, &topic, records / producers, 100, -1.0, acks)
+                    })
+                })
+                .collect();
+            let (mut sent, mut bytes) = (0u64, 0u64);
+            for thread in threads {
+                let result = thread
+                    .join()
+                    .map_err(|_| PerfError::Broker("a producer thread panicked".into()))??;
+                sent += result.records;
+                bytes += result.payload_bytes;
+            }
+            let seconds = started.elapsed().as_secs_f64().max(1e-9);
+            let cpu = cluster.cpu_seconds() - cpu;
+            let rate = sent as f64 / seconds;
+            let mib = bytes as f64 / seconds / (1 << 20) as f64;
+            let cpu_gb = per_gb(cpu, bytes);
+            let (_, _, linkedin_rate, _) = linkedin(id);
+            eprintln!(
+                "{id}: {sent} records, {rate:.0} records/sec ({mib:.1} MiB/sec), acks={acks}, {producers} producer(s)"
+            );
+            push(
+                id,
+                format!("{rate:.0} rec/s ({mib:.1} MiB/s)"),
+                format!(
+                    "{:.2}x; {:.0}% of 1",
+                    rate / linkedin_rate.unwrap_or(1.0),
+                    100.0 * rate / one.records_per_s.max(1.0)
+                ),
+                format!("{cpu_gb:.2} (3 nodes)"),
+                json!({"records": sent, "records_per_s": rate, "mib_per_s": mib, "seconds": seconds,
+                       "cluster_cpu_s": cpu, "cluster_cpu_s_per_gb": cpu_gb,
+                       "ratio_to_no_replication": rate / one.records_per_s.max(1.0),
+                       "producers": producers, "replication_factor": 3, "partitions": 6,
+                       "producer_props": {"acks": acks, "batch.size": 262144, "linger.ms": 5},
+                       "nodes": 3, "shards_per_node": 1}),
+            );
+            Ok::<(), PerfError>(())
+        };
+        replicated("2", "linkedin-2", 1, "1")?;
+        replicated("3", "linkedin-3", 1, "all")?;
+        replicated("4", "linkedin-4", 3, "1")?;
     }
 
     // 6 and 7: consumers, from the start of the log of test 1.

@@ -518,7 +518,16 @@ async fn shard_main(
         }
         shutdown(&shard).await;
     } else {
-        shard.exit.listen().await;
+        // Shard 0 fires `exit` at the end of shutdown; a shard that lost its link to
+        // another (one that stopped during start-up) stops too instead of waiting forever.
+        while !shard.peer_gone.get() {
+            let exit = shard.exit.listen();
+            let poll = glommio::timer::sleep(Duration::from_millis(STOP_POLL_INTERVAL_MS));
+            futures::pin_mut!(exit, poll);
+            if let futures::future::Either::Left(_) = futures::future::select(exit, poll).await {
+                break;
+            }
+        }
     }
 }
 

@@ -94,6 +94,8 @@ pub struct Shard {
     pub connections: glommio::sync::Gate,
     /// Fired when the shard may stop its executor (the last step of shutdown).
     pub exit: Rc<Event>,
+    /// Another shard's thread ended (its channel to this one closed).
+    pub peer_gone: std::cell::Cell<bool>,
     /// The groups this shard coordinates (those of the `__consumer_offsets`
     /// partitions it owns).
     pub groups: GroupCoordinator,
@@ -149,6 +151,7 @@ impl Shard {
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             connections: glommio::sync::Gate::new(),
             exit: Event::new(),
+            peer_gone: std::cell::Cell::new(false),
             groups: GroupCoordinator::default(),
             producer_ids: ProducerIdCache::default(),
             producer_id_blocks: ProducerIdBlocks::default(),
@@ -204,6 +207,8 @@ impl Shard {
         while let Some(task) = receiver.recv().await {
             glommio::spawn_local(task(self.clone())).detach();
         }
+        // The other shard's thread ended: at shutdown's end, or a failed start-up.
+        self.peer_gone.set(true);
     }
 
     /// The free-space state of log dir `index` (see `disk_space`).
@@ -294,7 +299,10 @@ impl Shard {
             // A newer snapshot was published before this shard applied its start-up one.
             return Ok(());
         }
-        let previous = self.metadata.replace(metadata.clone());
+        // The new snapshot becomes visible to requests only once the partitions it
+        // places here are open and have their roles, so Metadata never names this broker
+        // for a partition it cannot serve yet.
+        let previous = self.metadata();
         let previous_config = self.effective_config();
         if metadata.broker_configs != previous.broker_configs {
             self.effective_config
@@ -423,6 +431,7 @@ impl Shard {
                 }
             }
         }
+        self.metadata.replace(metadata);
         for leader in followed {
             crate::replica_manager::ensure_fetcher(self, leader);
         }

@@ -344,3 +344,41 @@ fn topic_flush_ms_makes_appends_durable_on_a_timer_and_can_be_changed_live() {
     assert_eq!(client.call(1, &request).responses[0].error_code, 0);
     wait_for("untimed", 1);
 }
+
+#[test]
+fn a_start_up_failure_on_the_controller_shard_ends_the_process() {
+    // The node's CONTROLLER port is taken: the quorum cannot start, and every shard
+    // must stop (not wait forever for a shutdown that will never come).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let controller_port = taken.local_addr().unwrap().port();
+    let client_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let output = common::output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir")).args([
+            "broker",
+            "--shards",
+            "2",
+            "--override",
+            &format!("log.dirs={}", dir.path().display()),
+            "--override",
+            &format!(
+                "listeners=PLAINTEXT://127.0.0.1:{client_port},CONTROLLER://127.0.0.1:{controller_port}"
+            ),
+            "--override",
+            &format!("controller.quorum.voters=0@127.0.0.1:{controller_port},1@127.0.0.1:1,2@127.0.0.1:2"),
+        ]),
+        std::time::Duration::from_secs(30),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot bind the controller listener 127.0.0.1:{controller_port}"
+        )),
+        "{stderr}"
+    );
+}

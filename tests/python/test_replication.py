@@ -12,6 +12,7 @@ min.insync.replicas=2 —
 - a consumer group's committed offsets survive the death of its coordinator's broker;
 - SIGTERM hands a leader's partitions over before the broker exits;
 - records DeleteRecords removed on the leader stay removed after it fails over;
+- a produce sent to a follower names the current leader and its endpoint (KIP-951);
 - `weir local-cluster` runs three replicating nodes with one command;
 - a leader cut off from the majority (network namespaces, blackhole routes) never
   acknowledges acks=all, the majority elects a new leader, and after healing the logs
@@ -482,3 +483,60 @@ def test_records_deleted_on_the_leader_stay_deleted_after_it_fails_over(make_clu
     finally:
         consumer.close()
     assert (low, high) == (60, 101), "the new leader starts where the old one's DeleteRecords left it"
+
+
+def produce_v11_to(broker, topic: str) -> tuple[list[tuple[int, int, tuple[int, int] | None]],
+                                                 dict[int, tuple[str, int]]]:
+    """Produce v11 (acks=1) to one broker; answers [(partition, error, current leader)]
+    and the response's node endpoints (KIP-951's tagged fields, decoded here)."""
+    batch = kproto.build_batch([(None, b"routed", 0)])
+    with broker.connect() as conn:
+        r = conn.request(kproto.PRODUCE, 11, kproto.encode_produce_request(11, topic, 0, batch, acks=1))
+    partitions = []
+    for _ in range(r.array_len(True)):
+        r.compact_string()
+        for _ in range(r.array_len(True)):
+            index, error = r.int32(), r.int16()
+            r.int64(), r.int64(), r.int64()  # base offset, log append time, log start
+            for _ in range(r.array_len(True)):  # record errors
+                r.int32(), r.compact_string(), r.skip_tagged_fields()
+            r.compact_string()  # error message
+            leader = None
+            for _ in range(r.uvarint()):
+                tag, size = r.uvarint(), r.uvarint()
+                if tag == 0:
+                    leader = (r.int32(), r.int32())
+                    r.skip_tagged_fields()
+                else:
+                    r.take(size)
+            partitions.append((index, error, leader))
+        r.skip_tagged_fields()
+    r.int32()  # throttle time
+    endpoints = {}
+    for _ in range(r.uvarint()):
+        tag, size = r.uvarint(), r.uvarint()
+        if tag != 0:
+            r.take(size)
+            continue
+        for _ in range(r.array_len(True)):
+            node, host, port = r.int32(), r.compact_string(), r.int32()
+            r.compact_string()  # rack
+            r.skip_tagged_fields()
+            endpoints[node] = (host, port)
+    return partitions, endpoints
+
+
+@pytest.mark.timeout_s(120)
+def test_a_produce_to_a_follower_names_the_current_leader_and_its_endpoint(make_cluster):
+    cluster = make_cluster(3, CLUSTER_OVERRIDES)
+    topic = support.unique_topic("kip951")
+    support.create_topic(cluster.bootstrap, topic, 1, replication_factor=3)
+    leader, replicas, _ = wait_until(lambda: leader_of(cluster.bootstrap, topic, 0)
+                                     and partition_state(cluster.bootstrap, topic)[0], 30, "a leader")
+    follower = next(node for node in replicas if node != leader)
+    partitions, endpoints = produce_v11_to(cluster.brokers[follower], topic)
+    assert len(partitions) == 1 and partitions[0][1] == 6, partitions  # NOT_LEADER_OR_FOLLOWER
+    assert partitions[0][2] is not None and partitions[0][2][0] == leader, partitions
+    assert endpoints == {leader: ("127.0.0.1", cluster.brokers[leader].port)}, endpoints
+    partitions, endpoints = produce_v11_to(cluster.brokers[leader], topic)
+    assert partitions == [(0, 0, None)] and endpoints == {}

@@ -7,13 +7,17 @@
 //! broker that does not lead it answers NOT_LEADER_OR_FOLLOWER, and acks=all with an ISR
 //! smaller than `min.insync.replicas` (topic config, else the broker's) gets
 //! NOT_ENOUGH_REPLICAS with nothing written. A single node is its partitions' whole ISR.
+//! acks=all answers once the ISR has the records (the high watermark passed them).
+//! NOT_LEADER_OR_FOLLOWER carries the current leader and its endpoint (KIP-951, v10+).
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::errors::{replication_error_code, storage_error_code};
@@ -43,6 +47,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
         .and_then(|(value, _)| value.parse::<usize>().ok())
         .unwrap_or(1);
     let mut topics = Vec::with_capacity(request.topic_data.len());
+    let mut leaders_named = std::collections::BTreeSet::new();
     for topic_data in request.topic_data {
         let name = topic_data.name.0.to_string();
         let topic = metadata.topic(&name);
@@ -102,7 +107,27 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
         let results = futures::future::join_all(appends).await;
         let partition_responses = results
             .into_iter()
-            .map(|(index, result)| match result {
+            .map(|(index, result)| {
+                // KIP-951 (v10+): a stale route learns the current leader at once.
+                let current_leader = match &result {
+                    Err((code, _))
+                        if version >= 10
+                            && (*code == ResponseError::NotLeaderOrFollower.code()
+                                || *code == ResponseError::FencedLeaderEpoch.code()) =>
+                    {
+                        topic
+                            .and_then(|topic| topic.registrations.get(index.max(0) as usize))
+                            .filter(|registration| registration.leader >= 0)
+                            .map(|registration| (registration.leader, registration.leader_epoch))
+                    }
+                    _ => None,
+                };
+                if let Some((leader, _)) = current_leader {
+                    leaders_named.insert(leader);
+                }
+                (index, result, current_leader)
+            })
+            .map(|(index, result, current_leader)| match result {
                 Ok(append) => PartitionProduceResponse::default()
                     .with_index(index)
                     .with_error_code(0)
@@ -113,13 +138,23 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
                     } else {
                         -1
                     }),
-                Err((code, message)) => PartitionProduceResponse::default()
-                    .with_index(index)
-                    .with_error_code(code)
-                    .with_base_offset(-1)
-                    .with_log_append_time_ms(-1)
-                    .with_log_start_offset(-1)
-                    .with_error_message((version >= 8).then(|| StrBytes::from_string(message))),
+                Err((code, message)) => {
+                    let mut response = PartitionProduceResponse::default()
+                        .with_index(index)
+                        .with_error_code(code)
+                        .with_base_offset(-1)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(-1)
+                        .with_error_message((version >= 8).then(|| StrBytes::from_string(message)));
+                    if let Some((leader, leader_epoch)) = current_leader {
+                        response = response.with_current_leader(
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(leader_epoch),
+                        );
+                    }
+                    response
+                }
             })
             .collect();
         topics.push(
@@ -128,7 +163,22 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
                 .with_partition_responses(partition_responses),
         );
     }
-    ProduceResponse::default().with_responses(topics)
+    // KIP-951: the endpoints of every leader named above.
+    let node_endpoints = metadata
+        .brokers
+        .iter()
+        .filter(|broker| leaders_named.contains(&broker.node_id))
+        .map(|broker| {
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(broker.node_id))
+                .with_host(StrBytes::from_string(broker.host.clone()))
+                .with_port(broker.port as i32)
+                .with_rack(broker.rack.clone().map(StrBytes::from_string))
+        })
+        .collect();
+    ProduceResponse::default()
+        .with_responses(topics)
+        .with_node_endpoints(node_endpoints)
 }
 
 async fn append_on_owner(

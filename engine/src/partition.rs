@@ -252,6 +252,7 @@ impl Partition {
         current_leader_epoch: i32,
         fetch_offset: i64,
         last_fetched_epoch: Option<i32>,
+        follower_log_start: i64,
         now_ms: u64,
     ) -> Result<ReplicaFetchAnswer, ReplicationError> {
         let log = self
@@ -263,6 +264,8 @@ impl Partition {
         let Role::Leader(state) = &mut *role else {
             return Err(ReplicationError::NotLeaderOrFollower);
         };
+        let log_start_moved =
+            follower_log_start >= 0 && state.set_follower_log_start(follower, follower_log_start);
         let answer = state.on_follower_fetch(
             follower,
             current_leader_epoch,
@@ -278,8 +281,31 @@ impl Partition {
             drop(role);
             self.committed.notify_all();
             self.appended.notify_all();
+        } else if log_start_moved {
+            drop(role);
+            self.committed.notify_all();
         }
         Ok(answer)
+    }
+
+    /// Waits until every in-sync replica's log start reached `target` (DeleteRecords,
+    /// Kafka's low watermark) or `timeout` passes; answers the low watermark then.
+    pub async fn wait_low_watermark(&self, target: i64, timeout: Duration) -> i64 {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let low = match &*self.role.borrow() {
+                Role::Leader(state) => state.low_watermark(self.log_start_offset()),
+                _ => self.log_start_offset(),
+            };
+            let now = std::time::Instant::now();
+            if low >= target || now >= deadline || self.closed.get() {
+                return low;
+            }
+            let listen = self.committed.listen();
+            let timer = glommio::timer::sleep(deadline - now);
+            futures::pin_mut!(listen, timer);
+            futures::future::select(listen, timer).await;
+        }
     }
 
     /// Whether an acks=all produce may append now (the committed ISR is large enough).

@@ -5,8 +5,11 @@
 //! past the high watermark or below −1 is OFFSET_OUT_OF_RANGE; a topic whose
 //! `cleanup.policy` lacks `delete` is POLICY_VIOLATION (as Kafka). The answer's
 //! `low_watermark` is the log start offset afterwards, which ListOffsets earliest then
-//! reports. Segments wholly below it are deleted at once; the checkpoint files are
-//! written before the answer, so a crash right after it keeps the new start.
+//! reports; in a cluster the answer waits (up to the request's timeout, then
+//! REQUEST_TIMED_OUT) until every in-sync follower moved its log start there too —
+//! Kafka's low watermark — so a failover cannot bring deleted records back. Segments
+//! wholly below it are deleted at once; the checkpoint files are written before the
+//! answer, so a crash right after it keeps the new start.
 
 use std::rc::Rc;
 
@@ -30,6 +33,7 @@ pub async fn handle(
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let metadata = shard.metadata();
+    let timeout = std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut any_deleted = false;
     for topic in request.topics {
@@ -48,7 +52,7 @@ pub async fn handle(
                 } else if offset < HIGH_WATERMARK {
                     Err(ResponseError::OffsetOutOfRange.code())
                 } else {
-                    delete_on_owner(shard, name, index, offset).await
+                    delete_on_owner(shard, name, index, offset, timeout).await
                 };
                 let result = DeleteRecordsPartitionResult::default().with_partition_index(index);
                 match answer {
@@ -88,6 +92,7 @@ async fn delete_on_owner(
     topic: String,
     index: i32,
     offset: i64,
+    timeout: std::time::Duration,
 ) -> Result<i64, i16> {
     let owner = shard.owner_of(&topic, index);
     shard
@@ -107,6 +112,11 @@ async fn delete_on_owner(
             if let Some(retired) = retired {
                 log_deletion(&owner_shard, &partition, &retired, "DeleteRecords");
                 schedule_removal(&owner_shard, retired);
+            }
+            // The followers move theirs on their next fetch (replica_manager).
+            let replicated = partition.wait_low_watermark(low_watermark, timeout).await;
+            if replicated < low_watermark {
+                return Err(ResponseError::RequestTimedOut.code());
             }
             Ok(low_watermark)
         })

@@ -107,8 +107,9 @@ struct Wanted {
     current_leader_epoch: i32,
     /// Set when the topic or partition does not exist: the error to answer with.
     missing: Option<i16>,
-    /// A follower's fetch: its node id and the epoch of its last record (v12+).
-    replica: Option<(i32, Option<i32>)>,
+    /// A follower's fetch: its node id, the epoch of its last record (v12+) and its
+    /// log start.
+    replica: Option<(i32, Option<i32>, i64)>,
 }
 
 /// Answers a Fetch: the response, and the file regions its placeholders stand for, in
@@ -162,7 +163,11 @@ pub async fn handle(
                     } else {
                         -1
                     };
-                    (request.replica_id.0, (last >= 0).then_some(last))
+                    (
+                        request.replica_id.0,
+                        (last >= 0).then_some(last),
+                        partition.log_start_offset,
+                    )
                 }),
             });
         }
@@ -298,7 +303,7 @@ async fn read_local(
     index: i32,
     offset: i64,
     current_leader_epoch: i32,
-    replica: Option<(i32, Option<i32>)>,
+    replica: Option<(i32, Option<i32>, i64)>,
     limit: usize,
 ) -> PartitionRead {
     let Some(partition) = shard.partition(topic, index) else {
@@ -317,14 +322,13 @@ async fn read_local(
             ..PartitionRead::default()
         };
     }
-    if let Some((follower, last_fetched_epoch)) = replica {
+    if let Some((follower, last_fetched_epoch, follower_log_start)) = replica {
         return read_for_follower(
             shard,
             &partition,
-            follower,
+            (follower, last_fetched_epoch, follower_log_start),
             current_leader_epoch,
             offset,
-            last_fetched_epoch,
             limit,
         )
         .await;
@@ -390,10 +394,9 @@ async fn read_local(
 async fn read_for_follower(
     shard: &Rc<Shard>,
     partition: &crate::partition::Partition,
-    follower: i32,
+    (follower, last_fetched_epoch, follower_log_start): (i32, Option<i32>, i64),
     current_leader_epoch: i32,
     offset: i64,
-    last_fetched_epoch: Option<i32>,
     limit: usize,
 ) -> PartitionRead {
     use crate::partition::ReplicaFetchAnswer;
@@ -404,6 +407,7 @@ async fn read_for_follower(
             current_leader_epoch,
             offset,
             last_fetched_epoch,
+            follower_log_start,
             now_ms,
         )
         .await;

@@ -37,6 +37,8 @@ struct FollowerProgress {
     last_caught_up_ms: u64,
     last_fetch_ms: u64,
     last_fetch_leader_log_end_offset: i64,
+    /// The follower's log start, as its fetches report it (None: not yet reported).
+    log_start_offset: Option<i64>,
 }
 
 /// An AlterPartition the leader wants sent to the controller.
@@ -115,6 +117,7 @@ impl LeaderState {
                     },
                     last_fetch_ms: 0,
                     last_fetch_leader_log_end_offset: 0,
+                    log_start_offset: None,
                 };
                 (replica, progress)
             })
@@ -131,6 +134,28 @@ impl LeaderState {
             high_watermark,
             epoch_start_offset: log_end_offset,
         }
+    }
+
+    /// A follower's fetch reported its log start; answers whether it changed.
+    pub fn set_follower_log_start(&mut self, follower: NodeId, log_start_offset: i64) -> bool {
+        match self.followers.get_mut(&follower) {
+            Some(progress) if progress.log_start_offset != Some(log_start_offset) => {
+                progress.log_start_offset = Some(log_start_offset);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Kafka's low watermark: the smallest log start among this leader (`leader_log_start`)
+    /// and the ISR's followers that reported theirs (DeleteRecords answers once it passed
+    /// the requested offset).
+    pub fn low_watermark(&self, leader_log_start: i64) -> i64 {
+        self.registration
+            .isr
+            .iter()
+            .filter_map(|member| self.followers.get(member)?.log_start_offset)
+            .fold(leader_log_start, i64::min)
     }
 
     /// New knobs (a changed `min.insync.replicas` or `replica.lag.time.max.ms`).

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use weir_storage::meta;
 
 use crate::quorum::{MetadataLog, QuorumError};
-use crate::replication::cluster_state::{ClusterState, MetadataRecord};
+use crate::replication::cluster_state::{ClusterState, MetadataRecord, TopicState};
 use crate::replication::control::MetadataChange;
 use crate::replication::{NodeId, PartitionRegistration};
 
@@ -83,6 +83,21 @@ struct TopicsFile {
     topics: Vec<TopicMetadata>,
     #[serde(default)]
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl TopicMetadata {
+    /// A topic of the metadata log with the log dir of each partition (registrations
+    /// come with `ClusterMetadata::refresh_from_log`).
+    fn placed(name: &str, topic: &TopicState, partition_dirs: Vec<usize>) -> TopicMetadata {
+        TopicMetadata {
+            name: name.to_string(),
+            id: topic.id,
+            partitions: topic.partitions,
+            configs: topic.configs.clone(),
+            partition_dirs,
+            registrations: Vec::new(),
+        }
+    }
 }
 
 impl ClusterMetadata {
@@ -178,14 +193,7 @@ impl ClusterMetadata {
                 .collect();
             topics.insert(
                 name.clone(),
-                TopicMetadata {
-                    name: name.clone(),
-                    id: topic.id,
-                    partitions: topic.partitions,
-                    configs: topic.configs.clone(),
-                    partition_dirs,
-                    registrations: Vec::new(),
-                },
+                TopicMetadata::placed(name, topic, partition_dirs),
             );
         }
         let mut next = self.with_change(|all| *all = topics);
@@ -342,14 +350,7 @@ impl ClusterMetadata {
                 .collect();
             topics.insert(
                 name.clone(),
-                TopicMetadata {
-                    name: name.clone(),
-                    id: topic.id,
-                    partitions: topic.partitions,
-                    configs: topic.configs.clone(),
-                    partition_dirs,
-                    registrations: Vec::new(),
-                },
+                TopicMetadata::placed(name, topic, partition_dirs),
             );
         }
         let mut metadata = ClusterMetadata {

@@ -183,30 +183,16 @@ impl ClusterSettings {
                 )),
             }
         };
-        let unclean_value = text("unclean.leader.election.enable");
-        let unclean_leader_election = match unclean_value.as_str() {
-            "true" => true,
-            "false" => false,
-            _ => {
-                return Err(invalid(
-                    "unclean.leader.election.enable",
-                    &unclean_value,
-                    "must be true or false",
-                ));
+        let boolean = |key: &str| -> Result<bool, ConfigError> {
+            let value = text(key);
+            match value.as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(invalid(key, &value, "must be true or false")),
             }
         };
-        let rebalance_value = text("auto.leader.rebalance.enable");
-        let auto_leader_rebalance = match rebalance_value.as_str() {
-            "true" => true,
-            "false" => false,
-            _ => {
-                return Err(invalid(
-                    "auto.leader.rebalance.enable",
-                    &rebalance_value,
-                    "must be true or false",
-                ));
-            }
-        };
+        let unclean_leader_election = boolean("unclean.leader.election.enable")?;
+        let auto_leader_rebalance = boolean("auto.leader.rebalance.enable")?;
         let interval_value = text("leader.imbalance.check.interval.seconds");
         let leader_imbalance_check_interval_ms = match interval_value.parse::<u64>() {
             Ok(seconds) if seconds > 0 => seconds * 1000,

@@ -358,17 +358,7 @@ async fn read_local(
             ..PartitionRead::default()
         };
     }
-    let records = if shard.config.fetch_zero_copy {
-        partition
-            .read_slice(offset, limit, true)
-            .await
-            .map(|read| read.slice.map_or(Records::Empty, Records::Slice))
-    } else {
-        partition
-            .read(offset, limit, true)
-            .await
-            .map(|read| Records::Bytes(read.data))
-    };
+    let records = read_records(shard, &partition, offset, limit, false).await;
     match records {
         Ok(records) => PartitionRead {
             error_code: 0,
@@ -387,6 +377,32 @@ async fn read_local(
             }
         }
     }
+}
+
+/// Whole batches from `offset` within `limit` bytes, as file regions (zero copy) or
+/// bytes; up to the high watermark for consumers, to the log end for a follower.
+async fn read_records(
+    shard: &Shard,
+    partition: &crate::partition::Partition,
+    offset: i64,
+    limit: usize,
+    to_log_end: bool,
+) -> Result<Records, weir_storage::StorageError> {
+    match (shard.config.fetch_zero_copy, to_log_end) {
+        (true, false) => partition.read_slice(offset, limit, true).await,
+        (true, true) => partition.read_slice_to_end(offset, limit).await,
+        (false, false) => {
+            return Ok(Records::Bytes(
+                partition.read(offset, limit, true).await?.data,
+            ));
+        }
+        (false, true) => {
+            return Ok(Records::Bytes(
+                partition.read_to_end(offset, limit).await?.data,
+            ));
+        }
+    }
+    .map(|read| read.slice.map_or(Records::Empty, Records::Slice))
 }
 
 /// The leader's answer to a follower: where its log diverges, or the records from
@@ -438,17 +454,7 @@ async fn read_for_follower(
             ..PartitionRead::default()
         };
     }
-    let records = if shard.config.fetch_zero_copy {
-        partition
-            .read_slice_to_end(offset, limit)
-            .await
-            .map(|read| read.slice.map_or(Records::Empty, Records::Slice))
-    } else {
-        partition
-            .read_to_end(offset, limit)
-            .await
-            .map(|read| Records::Bytes(read.data))
-    };
+    let records = read_records(shard, partition, offset, limit, true).await;
     match records {
         Ok(records) => PartitionRead {
             records,

@@ -41,6 +41,9 @@ pub const REPLICA_FETCH_WAIT_MS: i32 = 500;
 /// `replica.fetch.max.bytes` and `replica.fetch.response.max.bytes`).
 pub const REPLICA_FETCH_PARTITION_BYTES: i32 = 1 << 20;
 pub const REPLICA_FETCH_RESPONSE_BYTES: i32 = 10 << 20;
+/// The first pause after a fetch in which every partition was refused (it doubles
+/// while refusals go on).
+const REFUSED_BACKOFF_FIRST_MS: u64 = 5;
 /// How often leaders look for ISR changes.
 pub const ISR_CHECK_MS: u64 = 250;
 
@@ -72,6 +75,7 @@ async fn fetcher(shard: Rc<Shard>, leader: NodeId) {
     let node_id = shard.config.node_id;
     let backoff = Duration::from_millis(shard.config.cluster.replica_fetch_backoff_ms);
     let mut connection: Option<BrokerConnection> = None;
+    let mut refused_backoff_ms = REFUSED_BACKOFF_FIRST_MS;
     debug!(shard = shard.id, leader, "replica fetcher started");
     loop {
         if shard.is_shutting_down() {
@@ -198,9 +202,13 @@ async fn fetcher(shard: Rc<Shard>, leader: NodeId) {
             }
         }
         if all_failed && !progressed {
-            shard
-                .sleep_unless_shutdown(backoff.as_millis().min(200) as u64)
-                .await;
+            // Usually a leader that has not installed the metadata naming it yet (a
+            // new topic, a moved leadership): retry soon, then back off to at most
+            // 200 ms while it keeps refusing.
+            shard.sleep_unless_shutdown(refused_backoff_ms).await;
+            refused_backoff_ms = (refused_backoff_ms * 2).min(backoff.as_millis().min(200) as u64);
+        } else {
+            refused_backoff_ms = REFUSED_BACKOFF_FIRST_MS;
         }
     }
     shard.fetcher_leaders.borrow_mut().remove(&leader);

@@ -33,7 +33,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, error, info, warn};
 use weir_storage::{checkpoint, meta};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, ShardCores};
 use crate::metadata::{ClusterMetadata, ensure_meta_properties};
 use crate::quorum::MetadataLog;
 use crate::replication::cluster_state::Endpoint;
@@ -56,12 +56,26 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
     for warning in &config.warnings {
         warn!("{warning}");
     }
-    let cores = weir_tuning::usable_cores()?;
+    let usable = weir_tuning::usable_cores()?;
+    let (cores, pinned) = match &config.shard_cores {
+        ShardCores::All => (usable, true),
+        ShardCores::Unpinned => (usable, false),
+        ShardCores::Listed(listed) => {
+            if let Some(core) = listed.iter().find(|core| !usable.contains(core)) {
+                bail!(
+                    "weir.shard.cores lists core {core}, which this process may not use (it may use {usable:?})"
+                );
+            }
+            (listed.clone(), true)
+        }
+    };
     let shard_count = shards.unwrap_or(cores.len()).max(1);
     weir_tuning::check_io_uring()?;
     let plan = weir_tuning::plan_io_memory(shard_count)?;
     info!(
         shards = shard_count,
+        cores = ?cores,
+        pinned,
         io_memory_per_shard = plan.io_memory_per_shard_bytes,
         memlock = plan.memlock_soft_bytes,
         raised = plan.raised,
@@ -129,7 +143,7 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
             .name(&format!("weir-shard-{id}"))
             .io_memory(plan.io_memory_per_shard_bytes)
             .spawn(move || async move {
-                if let Err(error) = weir_tuning::pin_current_thread(core) {
+                if pinned && let Err(error) = weir_tuning::pin_current_thread(core) {
                     warn!(shard = id, core, %error, "could not pin shard to its core");
                 }
                 let (metadata, log) = match shard_metadata {

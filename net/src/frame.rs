@@ -123,18 +123,20 @@ impl FrameReader {
                 unsafe { std::ptr::write_bytes(spare.as_mut_ptr(), 0, spare.len()) };
                 self.spare_initialized = want;
             }
-            // SAFETY: the first `spare_initialized` ≥ `want` spare bytes are initialized.
-            unsafe { self.buffer.set_len(start + want) };
-            let read = reader.read(&mut self.buffer[start..]).await;
-            let read = match read {
-                Ok(read) => read.min(want),
-                Err(source) => {
-                    self.buffer.truncate(start);
-                    return Err(FrameError::Io { source });
-                }
+            // SAFETY: the first `spare_initialized` ≥ `want` spare bytes are initialized,
+            // and nothing else touches the buffer while the read borrows them. The length
+            // grows only once the read returns, so dropping this future mid-read (the
+            // connection selects reads against other events) leaves the buffer whole.
+            let spare = unsafe {
+                std::slice::from_raw_parts_mut(self.buffer.as_mut_ptr().add(start), want)
             };
-            self.buffer.truncate(start + read);
-            // Truncation leaves the bytes after the new length as they were: initialized.
+            let read = match reader.read(spare).await {
+                Ok(read) => read.min(want),
+                Err(source) => return Err(FrameError::Io { source }),
+            };
+            // SAFETY: `read` ≤ `want` bytes past the length were initialized (and now read).
+            unsafe { self.buffer.set_len(start + read) };
+            // The bytes after the new length stay initialized.
             self.spare_initialized = want - read;
             if read == 0 {
                 if self.buffer.is_empty() {

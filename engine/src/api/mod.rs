@@ -135,10 +135,22 @@ pub use fetch::FetchRegion;
 
 /// A response frame to send: encoded bytes, or (Fetch with zero copy) bytes and file
 /// regions in wire order.
-#[derive(Debug)]
 pub enum Response {
     Frame(Bytes),
     Parts(Vec<FramePart<FetchRegion>>),
+    /// Known once the future ends (a produce waiting for its replicas); the
+    /// connection goes on reading requests meanwhile and answers in order.
+    Later(futures::future::LocalBoxFuture<'static, Result<Response, FrameError>>),
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Response::Frame(bytes) => f.debug_tuple("Frame").field(bytes).finish(),
+            Response::Parts(parts) => f.debug_tuple("Parts").field(parts).finish(),
+            Response::Later(_) => f.write_str("Later(..)"),
+        }
+    }
 }
 
 /// Handles one request frame. `Ok(None)`: no response (acks=0 produce).
@@ -383,16 +395,16 @@ pub async fn dispatch(
             let (_header, request) =
                 decode_request::<ProduceRequest>(frame, key, version, "ProduceRequest")?;
             let acks = request.acks;
-            let response = produce::handle(shard, version, request).await;
+            let appended = produce::append(shard, request).await;
             if acks == 0 {
                 return Ok(None);
             }
-            Ok(Some(respond(
-                correlation_id,
-                version,
-                &response,
-                "ProduceResponse",
-            )?))
+            // Waiting for the ISR (acks=all) does not hold up the connection's next
+            // requests; the answer is written in request order.
+            Ok(Some(Response::Later(Box::pin(async move {
+                let response = appended.respond(version).await;
+                respond(correlation_id, version, &response, "ProduceResponse")
+            }))))
         }
         other => {
             warn!(api = ?other, "api listed as supported has no handler");

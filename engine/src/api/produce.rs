@@ -9,6 +9,12 @@
 //! NOT_ENOUGH_REPLICAS with nothing written. A single node is its partitions' whole ISR.
 //! acks=all answers once the ISR has the records (the high watermark passed them).
 //! NOT_LEADER_OR_FOLLOWER carries the current leader and its endpoint (KIP-951, v10+).
+//!
+//! A request runs in two steps: [`append`] writes every partition's records (the
+//! connection waits for it, so appends keep the connection's request order), then
+//! [`Appended::respond`] waits for the ISR (acks=all) and builds the answer. The
+//! connection reads and appends its next requests while earlier ones wait for their
+//! replicas, and answers in request order (see `conn.rs`).
 
 use std::rc::Rc;
 
@@ -17,10 +23,13 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use std::sync::Arc;
+
 use crate::errors::{replication_error_code, storage_error_code};
+use crate::metadata::ClusterMetadata;
 use crate::partition::AckError;
 use crate::shard::Shard;
 
@@ -28,6 +37,8 @@ use crate::shard::Shard;
 #[derive(Debug, Clone)]
 pub struct PartitionAppend {
     pub base_offset: i64,
+    /// The last offset written (what acks=all waits for).
+    pub last_offset: i64,
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
 }
@@ -36,7 +47,18 @@ type PartitionResult = Result<PartitionAppend, (i16, String)>;
 
 pub use weir_storage::now_ms;
 
-pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) -> ProduceResponse {
+/// A produce request whose records are written: what is left is waiting for the ISR
+/// (acks=all) and answering.
+pub struct Appended {
+    shard: Rc<Shard>,
+    metadata: Arc<ClusterMetadata>,
+    acks_all: bool,
+    timeout: std::time::Duration,
+    topics: Vec<(TopicName, Vec<(i32, PartitionResult)>)>,
+}
+
+/// Validates and appends every partition's records (acks=all: not yet acknowledged).
+pub async fn append(shard: &Rc<Shard>, request: ProduceRequest) -> Appended {
     let acks_valid = matches!(request.acks, -1..=1);
     let acks_all = request.acks == -1;
     let timeout = std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
@@ -47,7 +69,6 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
         .and_then(|(value, _)| value.parse::<usize>().ok())
         .unwrap_or(1);
     let mut topics = Vec::with_capacity(request.topic_data.len());
-    let mut leaders_named = std::collections::BTreeSet::new();
     for topic_data in request.topic_data {
         let name = topic_data.name.0.to_string();
         let topic = metadata.topic(&name);
@@ -89,7 +110,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
                 } else {
                     match (topic_exists, partition_data.records) {
                         (Some(count), Some(records)) if index >= 0 && index < count => {
-                            append_on_owner(shard, name, index, records, acks_all, timeout).await
+                            append_on_owner(shard, name, index, records, acks_all).await
                         }
                         (Some(count), None) if index >= 0 && index < count => Err((
                             ResponseError::CorruptMessage.code(),
@@ -105,6 +126,65 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
             }
         });
         let results = futures::future::join_all(appends).await;
+        topics.push((topic_data.name, results));
+    }
+    Appended {
+        shard: shard.clone(),
+        metadata,
+        acks_all,
+        timeout,
+        topics,
+    }
+}
+
+impl Appended {
+    /// Waits until the ISR has every appended batch (acks=all), then answers.
+    pub async fn respond(self, version: i16) -> ProduceResponse {
+        let Appended {
+            shard,
+            metadata,
+            acks_all,
+            timeout,
+            mut topics,
+        } = self;
+        if acks_all {
+            let waits = topics.iter_mut().flat_map(|(name, partitions)| {
+                let (shard, topic) = (&shard, name.0.to_string());
+                partitions.iter_mut().map(move |(index, result)| {
+                    let topic = topic.clone();
+                    async move {
+                        if let Ok(append) = result {
+                            if let Err(error) = acknowledged_on_owner(
+                                shard,
+                                topic,
+                                *index,
+                                append.last_offset,
+                                timeout,
+                            )
+                            .await
+                            {
+                                *result = Err(error);
+                            }
+                        }
+                    }
+                })
+            });
+            futures::future::join_all(waits).await;
+        }
+        answer(&metadata, version, topics)
+    }
+}
+
+/// The response for appended (and acknowledged) partitions.
+fn answer(
+    metadata: &ClusterMetadata,
+    version: i16,
+    appended: Vec<(TopicName, Vec<(i32, PartitionResult)>)>,
+) -> ProduceResponse {
+    let mut topics = Vec::with_capacity(appended.len());
+    let mut leaders_named = std::collections::BTreeSet::new();
+    for (name, results) in appended {
+        let topic = metadata.topic(&name.0);
         let partition_responses = results
             .into_iter()
             .map(|(index, result)| {
@@ -159,7 +239,7 @@ pub async fn handle(shard: &Rc<Shard>, version: i16, request: ProduceRequest) ->
             .collect();
         topics.push(
             TopicProduceResponse::default()
-                .with_name(topic_data.name)
+                .with_name(name)
                 .with_partition_responses(partition_responses),
         );
     }
@@ -187,7 +267,6 @@ async fn append_on_owner(
     index: i32,
     records: Bytes,
     acks_all: bool,
-    timeout: std::time::Duration,
 ) -> PartitionResult {
     let owner = shard.owner_of(&topic, index);
     let outcome = shard
@@ -205,37 +284,53 @@ async fn append_on_owner(
                 ));
             }
             match partition.append(records, now_ms()).await {
-                Ok(info) => {
-                    if acks_all {
-                        match partition.wait_acknowledged(info.last_offset, timeout).await {
-                            Ok(()) => {}
-                            Err(AckError::Replication(error)) => {
-                                return Err((
-                                    replication_error_code(&error),
-                                    format!("{error} ({topic}-{index})"),
-                                ));
-                            }
-                            Err(AckError::TimedOut) => {
-                                return Err((
-                                    ResponseError::RequestTimedOut.code(),
-                                    format!(
-                                        "the in-sync replicas of {topic}-{index} did not acknowledge within {} ms",
-                                        timeout.as_millis()
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                    Ok(PartitionAppend {
-                        base_offset: info.base_offset,
-                        log_append_time_ms: info.log_append_time_ms,
-                        log_start_offset: partition.log_start_offset(),
-                    })
-                }
+                Ok(info) => Ok(PartitionAppend {
+                    base_offset: info.base_offset,
+                    last_offset: info.last_offset,
+                    log_append_time_ms: info.log_append_time_ms,
+                    log_start_offset: partition.log_start_offset(),
+                }),
                 Err(error) => {
                     tracing::debug!(topic = %topic, partition = index, %error, "produce rejected");
                     Err((storage_error_code(&error), error.to_string()))
                 }
+            }
+        })
+        .await;
+    outcome
+        .unwrap_or_else(|gone| Err((ResponseError::NotLeaderOrFollower.code(), gone.to_string())))
+}
+
+/// acks=all: waits on the owner shard until the ISR has `last_offset`.
+async fn acknowledged_on_owner(
+    shard: &Rc<Shard>,
+    topic: String,
+    index: i32,
+    last_offset: i64,
+    timeout: std::time::Duration,
+) -> Result<(), (i16, String)> {
+    let owner = shard.owner_of(&topic, index);
+    let outcome = shard
+        .invoke_on(owner, move |owner_shard| async move {
+            let Some(partition) = owner_shard.partition(&topic, index) else {
+                return Err((
+                    ResponseError::NotLeaderOrFollower.code(),
+                    format!("This server is not the leader for {topic}-{index}."),
+                ));
+            };
+            match partition.wait_acknowledged(last_offset, timeout).await {
+                Ok(()) => Ok(()),
+                Err(AckError::Replication(error)) => Err((
+                    replication_error_code(&error),
+                    format!("{error} ({topic}-{index})"),
+                )),
+                Err(AckError::TimedOut) => Err((
+                    ResponseError::RequestTimedOut.code(),
+                    format!(
+                        "the in-sync replicas of {topic}-{index} did not acknowledge within {} ms",
+                        timeout.as_millis()
+                    ),
+                )),
             }
         })
         .await;

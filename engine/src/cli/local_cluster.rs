@@ -42,6 +42,22 @@ pub struct Args {
     pub overrides: Vec<String>,
 }
 
+/// Cores for node `id`'s shards: cores of its own while every shard of every node gets
+/// one, else `none` (unpinned: the kernel spreads the nodes, rather than every node
+/// pinning its shard 0 to the first core).
+fn shard_cores(id: u16, nodes: u16, shards: usize, usable: &[usize]) -> String {
+    let shards = shards.max(1);
+    if usable.is_empty() || nodes as usize * shards > usable.len() {
+        return "none".to_string();
+    }
+    let first = id as usize * shards;
+    usable[first..first + shards]
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 struct Node {
     id: u16,
     child: Child,
@@ -78,6 +94,7 @@ pub fn run(args: Args) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    let usable = weir_tuning::usable_cores().unwrap_or_default();
     let client_port = |id: u16| args.base_port + id;
     let controller_port = |id: u16| args.base_port + CONTROLLER_PORT_OFFSET + id;
     let voters: Vec<String> = (0..args.nodes)
@@ -125,7 +142,12 @@ pub fn run(args: Args) -> ExitCode {
                 controller_port(id)
             ))
             .arg("--override")
-            .arg(format!("controller.quorum.voters={voters}"));
+            .arg(format!("controller.quorum.voters={voters}"))
+            .arg("--override")
+            .arg(format!(
+                "weir.shard.cores={}",
+                shard_cores(id, args.nodes, args.shards, &usable)
+            ));
         for extra in &args.overrides {
             command.arg("--override").arg(extra);
         }
@@ -218,4 +240,19 @@ fn stop_all(nodes: &mut [Node]) {
         let _ = node.child.wait();
     }
     println!("weir local-cluster stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard_cores;
+
+    #[test]
+    fn nodes_get_cores_of_their_own_or_none_are_pinned() {
+        let usable = [0, 1, 2, 3, 4, 5];
+        assert_eq!(shard_cores(0, 3, 1, &usable), "0");
+        assert_eq!(shard_cores(2, 3, 2, &usable), "4,5");
+        // More shards than cores: the kernel places them.
+        assert_eq!(shard_cores(0, 3, 1, &[0, 1]), "none");
+        assert_eq!(shard_cores(1, 3, 3, &usable), "none");
+    }
 }

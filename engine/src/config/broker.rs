@@ -102,6 +102,7 @@ const KNOWN_KEYS: &[(&str, Option<&str>)] = &[
     ("log.cleaner.dedupe.buffer.size", Some("134217728")),
     ("weir.log.dir.min.free.bytes", Some("536870912")),
     ("weir.fetch.zero.copy", Some("true")),
+    ("weir.shard.cores", Some("all")),
     ("log.segment.delete.delay.ms", Some("60000")),
     ("min.insync.replicas", Some("1")),
     ("compression.type", Some("producer")),
@@ -211,6 +212,8 @@ pub struct BrokerConfig {
     /// weir.fetch.zero.copy: Fetch sends record bytes from the segment files with
     /// `sendfile` (true) or reads them into the response first (false, for comparison).
     pub fetch_zero_copy: bool,
+    /// weir.shard.cores: which cores the shards are pinned to.
+    pub shard_cores: ShardCores,
     pub socket_request_max_bytes: usize,
     pub checkpoint_interval_ms: u64,
     /// Log settings every topic starts from (topic configs override them).
@@ -564,6 +567,7 @@ impl BrokerConfig {
                 "weir.fetch.zero.copy",
                 get("weir.fetch.zero.copy").expect("default"),
             )?,
+            shard_cores: parse_shard_cores(get("weir.shard.cores").expect("default"))?,
             socket_request_max_bytes: socket_request_max_bytes.min(i32::MAX as i64) as usize,
             checkpoint_interval_ms: number_i64("log.flush.offset.checkpoint.interval.ms")?.max(100)
                 as u64,
@@ -709,6 +713,45 @@ fn parse_number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Confi
         .map_err(|_| invalid(key, value, "not a number in range"))
 }
 
+/// `weir.shard.cores`: where shards run. Shard i is pinned to the i-th listed core
+/// (round robin), and without `--shards` there is one shard per listed core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardCores {
+    /// `all` (default): every core this process may use (sched_getaffinity, so
+    /// `taskset` and cgroup cpusets count).
+    All,
+    /// `0,2,3`: these cores, each of which the process must be allowed to use.
+    Listed(Vec<usize>),
+    /// `none`: shards are not pinned and the kernel places them (several brokers
+    /// sharing a few cores, as `weir local-cluster` on a small machine).
+    Unpinned,
+}
+
+fn parse_shard_cores(value: &str) -> Result<ShardCores, ConfigError> {
+    let key = "weir.shard.cores";
+    match value.trim() {
+        "all" => Ok(ShardCores::All),
+        "none" => Ok(ShardCores::Unpinned),
+        list => {
+            let cores = list
+                .split(',')
+                .map(|core| core.trim().parse::<usize>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| {
+                    invalid(
+                        key,
+                        value,
+                        "must be all, none or a list of core ids like 0,1",
+                    )
+                })?;
+            if cores.is_empty() {
+                return Err(invalid(key, value, "lists no core"));
+            }
+            Ok(ShardCores::Listed(cores))
+        }
+    }
+}
+
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.trim() {
         "true" => Ok(true),
@@ -775,6 +818,27 @@ mod tests {
         assert_eq!(config.log_defaults.segment_ms, 7 * 24 * 3_600_000);
         assert!(config.auto_create_topics_enable);
         assert!(config.warnings.is_empty());
+    }
+
+    #[test]
+    fn shard_cores_are_all_a_list_or_none() {
+        assert_eq!(load(&[]).unwrap().shard_cores, ShardCores::All);
+        assert_eq!(
+            load(&["weir.shard.cores=1, 3"]).unwrap().shard_cores,
+            ShardCores::Listed(vec![1, 3])
+        );
+        assert_eq!(
+            load(&["weir.shard.cores=none"]).unwrap().shard_cores,
+            ShardCores::Unpinned
+        );
+        for bad in [
+            "weir.shard.cores=",
+            "weir.shard.cores=1,x",
+            "weir.shard.cores=-1",
+        ] {
+            let error = load(&[bad]).unwrap_err().to_string();
+            assert!(error.contains("weir.shard.cores"), "{bad}: {error}");
+        }
     }
 
     #[test]

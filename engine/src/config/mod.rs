@@ -10,6 +10,6 @@ pub mod dynamic;
 pub mod properties;
 pub mod topic;
 
-pub use broker::{BrokerConfig, ConfigError, ConfigSource};
+pub use broker::{BrokerConfig, ConfigError, ConfigSource, ShardCores};
 pub use cluster::ClusterSettings;
 pub use topic::{TOPIC_CONFIG_KEYS, TopicConfigKey};

@@ -321,6 +321,7 @@ fn open_metadata_log(config: &BrokerConfig) -> anyhow::Result<MetadataLog> {
                 .register_broker(node_id, incarnation, clean_shutdown, endpoint, now_ms);
         log.commit(records)
             .context("cannot register this broker in the metadata log")?;
+        log.set_registered_incarnation(incarnation);
     }
     Ok(log)
 }
@@ -692,6 +693,9 @@ async fn controlled_shutdown(shard: &Rc<Shard>) {
     let Some(incarnation) = incarnation else {
         return;
     };
+    if let Some(log) = shard.metadata_log.borrow_mut().as_mut() {
+        log.set_leaving();
+    }
     info!("controlled shutdown: asking the controller to move this broker's leaderships");
     let request = crate::replication::cluster_state::ControllerRequest::ControlledShutdown {
         node,

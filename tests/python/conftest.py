@@ -224,8 +224,11 @@ class Cluster:
         for node, broker in enumerate(self.brokers):
             # The quorum's log apart from the partition data (Kafka's metadata.log.dir),
             # so tests can wipe a node's data and keep it a sound voter.
+            # Unpinned shards: the nodes share this machine's cores instead of each
+            # pinning its shard 0 to the first one.
             broker.overrides = {"node.id": node, "controller.quorum.voters": voters,
                                 "metadata.log.dir": broker.workdir / "metadata",
+                                "weir.shard.cores": "none",
                                 **(overrides or {})}
 
     @property

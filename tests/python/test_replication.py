@@ -13,6 +13,8 @@ min.insync.replicas=2 —
 - SIGTERM hands a leader's partitions over before the broker exits;
 - records DeleteRecords removed on the leader stay removed after it fails over;
 - a produce sent to a follower names the current leader and its endpoint (KIP-951);
+- acks=all requests pipelined on one connection are all appended while the first
+  waits for its replicas, and are answered in request order once the ISR has them;
 - `weir local-cluster` runs three replicating nodes with one command;
 - a leader cut off from the majority (network namespaces, blackhole routes) never
   acknowledges acks=all, the majority elects a new leader, and after healing the logs
@@ -539,3 +541,49 @@ def test_a_produce_to_a_follower_names_the_current_leader_and_its_endpoint(make_
     assert endpoints == {leader: ("127.0.0.1", cluster.brokers[leader].port)}, endpoints
     partitions, endpoints = produce_v11_to(cluster.brokers[leader], topic)
     assert partitions == [(0, 0, None)] and endpoints == {}
+
+
+@pytest.mark.timeout_s(120)
+def test_pipelined_acks_all_requests_append_while_waiting_and_answer_in_order(make_cluster):
+    # The followers stay in the ISR while stopped (a long replica.lag.time.max.ms), so
+    # acks=all cannot complete until they resume.
+    cluster = make_cluster(3, {**CLUSTER_OVERRIDES, "replica.lag.time.max.ms": 120_000,
+                               "broker.session.timeout.ms": 120_000})
+    topic = support.unique_topic("pipelined")
+    support.create_topic(cluster.bootstrap, topic, 1, replication_factor=3)
+    leader, replicas, isr = wait_until(
+        lambda: (state := partition_state(cluster.bootstrap, topic)[0]) and len(state[2]) == 3
+        and state, 30, "a leader with a full ISR")
+    followers = [cluster.brokers[node] for node in replicas if node != leader]
+    leader_broker = cluster.brokers[leader]
+    with leader_broker.connect() as conn:
+        assert kproto.produce(conn, topic, 0, kproto.build_batch([(None, b"warm", 0)])).error_code == 0
+        for follower in followers:
+            follower.proc.send_signal(signal.SIGSTOP)
+        try:
+            values = [f"pipelined-{i}".encode() for i in range(4)]
+            ids = []
+            for value in values:
+                body = kproto.encode_produce_request(9, topic, 0, kproto.build_batch([(None, value, 0)]),
+                                                     acks=-1, timeout_ms=60_000)
+                ids.append(conn.send(kproto.PRODUCE, 9, body))
+                ids.append(conn.send(kproto.API_VERSIONS, 3, kproto.encode_api_versions_request(3)))
+            # Every batch reaches the leader's log although the first is not acknowledged.
+            wait_until(lambda: all(v in segment_bytes(leader_broker, topic, 0) for v in values),
+                       10, "all four batches appended behind the waiting one")
+            with pytest.raises(TimeoutError):
+                conn.recv_frame(timeout_s=1.0)
+        finally:
+            for follower in followers:
+                follower.proc.send_signal(signal.SIGCONT)
+        offsets = []
+        for index, correlation_id in enumerate(ids):
+            if index % 2 == 0:
+                reader = conn.recv_response(correlation_id, flexible_header=True, timeout_s=30)
+                (response,) = kproto.decode_produce_response(reader, 9)
+                assert response.error_code == 0, response
+                offsets.append(response.base_offset)
+            else:
+                reader = conn.recv_response(correlation_id, flexible_header=False, timeout_s=30)
+                assert kproto.decode_api_versions_response(reader, 3)[0] == 0
+        assert offsets == [1, 2, 3, 4], offsets

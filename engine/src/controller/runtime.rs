@@ -102,6 +102,12 @@ async fn handle_requests(shard: Rc<Shard>, requests: Vec<ControllerRequest>) {
         let records: Vec<MetadataRecord> = {
             let mut log = shard.metadata_log.borrow_mut();
             let Some(log) = log.as_mut() else { return };
+            let live_and_caught_up = match &request {
+                ControllerRequest::Unfence { node, .. } => {
+                    log.heard_within(*node, now_ms, HEARD_WITHIN_MS) && log.caught_up(*node)
+                }
+                _ => false,
+            };
             let state = log.state_mut();
             match &request {
                 ControllerRequest::Register {
@@ -148,6 +154,23 @@ async fn handle_requests(shard: Rc<Shard>, requests: Vec<ControllerRequest>) {
                         Vec::new()
                     }
                 }
+                ControllerRequest::Unfence { node, incarnation } => {
+                    let broker = state.control().broker(*node);
+                    if live_and_caught_up
+                        && broker.is_some_and(|b| b.fenced && b.incarnation == *incarnation)
+                    {
+                        info!(
+                            node,
+                            incarnation, "unfencing broker: it is alive and caught up"
+                        );
+                        state.control_mut().heartbeat(*node, now_ms)
+                    } else {
+                        Vec::new()
+                    }
+                    .into_iter()
+                    .map(MetadataRecord::Replication)
+                    .collect()
+                }
                 ControllerRequest::AllocateProducerIds { node, nonce } => {
                     let start = state.next_producer_id_block();
                     vec![MetadataRecord::ProducerIdBlock {
@@ -192,23 +215,35 @@ async fn handle_requests(shard: Rc<Shard>, requests: Vec<ControllerRequest>) {
     }
 }
 
-/// The active controller's view of broker liveness (combined mode: a broker is alive
-/// while its quorum voter answers): live voters heartbeat (a fenced one is unfenced
-/// once it caught up with the metadata log); a voter silent for
-/// `broker.session.timeout.ms` is fenced and its leaderships move.
+/// Broker liveness. On the active controller (combined mode: a broker is alive while
+/// its quorum voter answers), live unfenced voters heartbeat, and a voter silent for
+/// `broker.session.timeout.ms` is fenced and its leaderships move. On every node, a
+/// broker that finds its own registration fenced (it was stopped, or cut off, and is
+/// back) asks to be unfenced with [`ControllerRequest::Unfence`].
 pub async fn liveness_loop(shard: Rc<Shard>) {
     let mut was_leader = false;
     let rebalance_every =
         std::time::Duration::from_millis(shard.config.cluster.leader_imbalance_check_interval_ms);
     let mut next_rebalance = std::time::Instant::now() + rebalance_every;
+    let mut next_unfence_request = std::time::Instant::now();
     loop {
         glommio::timer::sleep(Duration::from_millis(LIVENESS_CHECK_MS)).await;
         if shard.is_shutting_down() {
             return;
         }
         let leader = {
-            let log = shard.metadata_log.borrow();
-            log.as_ref().is_some_and(|log| log.is_leader())
+            let mut log = shard.metadata_log.borrow_mut();
+            let Some(log) = log.as_mut() else { return };
+            if let Some(request) = log.unfence_request()
+                && std::time::Instant::now() >= next_unfence_request
+            {
+                next_unfence_request =
+                    std::time::Instant::now() + Duration::from_millis(HEARD_WITHIN_MS);
+                if let Err(error) = log.propose(&[MetadataRecord::Request(request)]) {
+                    debug!(%error, "could not ask to be unfenced (no quorum leader yet)");
+                }
+            }
+            log.is_leader()
         };
         if !leader {
             was_leader = false;
@@ -234,8 +269,7 @@ pub async fn liveness_loop(shard: Rc<Shard>) {
                 .map(|(node, broker)| (node, broker.fenced))
                 .collect();
             for (node, fenced) in brokers {
-                let alive = log.heard_within(node, now_ms, HEARD_WITHIN_MS);
-                if alive && (!fenced || log.caught_up(node)) {
+                if !fenced && log.heard_within(node, now_ms, HEARD_WITHIN_MS) {
                     changes.extend(log.state_mut().control_mut().heartbeat(node, now_ms));
                 }
             }

@@ -77,6 +77,8 @@ pub struct MetadataLog {
     fresh: bool,
     /// The incarnation this broker registers as (multi-node start-up).
     registered_incarnation: u64,
+    /// Controlled shutdown began: this broker stays fenced.
+    leaving: bool,
     /// Set when persisting failed (a full disk, an I/O error): Raft's view and the disk
     /// may then disagree, so no further change is accepted until a restart replays the
     /// log from disk (Kafka's controller stops on such an error too).
@@ -140,6 +142,7 @@ impl MetadataLog {
             snapshot_index,
             fresh,
             registered_incarnation: 0,
+            leaving: false,
             failed: None,
         };
         // What this node knows to be committed replays without a leader.
@@ -184,6 +187,25 @@ impl MetadataLog {
 
     pub fn set_registered_incarnation(&mut self, incarnation: u64) {
         self.registered_incarnation = incarnation;
+    }
+
+    /// Controlled shutdown began: stop asking to be unfenced.
+    pub fn set_leaving(&mut self) {
+        self.leaving = true;
+    }
+
+    /// The request this broker sends while the applied state has its own registration
+    /// (this process's incarnation) fenced; None when there is nothing to ask.
+    pub fn unfence_request(&self) -> Option<ControllerRequest> {
+        let broker = self.state.control().broker(self.node_id)?;
+        (broker.fenced
+            && !self.leaving
+            && self.registered_incarnation != 0
+            && broker.incarnation == self.registered_incarnation)
+            .then_some(ControllerRequest::Unfence {
+                node: self.node_id,
+                incarnation: broker.incarnation,
+            })
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -556,6 +578,39 @@ mod tests {
         log.commit(records)
             .expect("a restarted log takes changes again");
         assert!(log.state().topic("u").is_some());
+    }
+
+    #[test]
+    fn only_this_processs_fenced_registration_asks_to_be_unfenced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open(dir.path());
+        register(&mut log);
+        log.set_registered_incarnation(1);
+        assert_eq!(
+            log.unfence_request(),
+            None,
+            "registered brokers start unfenced"
+        );
+        let fence =
+            MetadataRecord::Replication(crate::replication::control::MetadataChange::FenceBroker {
+                node: 0,
+            });
+        log.commit(vec![fence]).expect("commit");
+        assert_eq!(
+            log.unfence_request(),
+            Some(ControllerRequest::Unfence {
+                node: 0,
+                incarnation: 1
+            })
+        );
+        // A restarted process (a newer incarnation, not registered yet) does not ask on
+        // behalf of its predecessor's registration.
+        log.set_registered_incarnation(2);
+        assert_eq!(log.unfence_request(), None);
+        // Nor does a broker in controlled shutdown.
+        log.set_registered_incarnation(1);
+        log.set_leaving();
+        assert_eq!(log.unfence_request(), None);
     }
 
     #[test]

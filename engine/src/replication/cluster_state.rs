@@ -80,7 +80,7 @@ pub struct ProducerIdGrant {
 }
 
 /// What a broker asks of the active controller (Kafka's BrokerRegistration,
-/// BrokerHeartbeat's `wantShutDown` and AlterPartition).
+/// BrokerHeartbeat with `wantFence=false` or `wantShutDown`, and AlterPartition).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerRequest {
     Register {
@@ -92,6 +92,14 @@ pub enum ControllerRequest {
         rack: Option<String>,
     },
     ControlledShutdown {
+        node: NodeId,
+        incarnation: u64,
+    },
+    /// A fenced broker asks to be unfenced (Kafka's BrokerHeartbeat with
+    /// `wantFence=false`): granted when `incarnation` is the registered one and the
+    /// broker has caught up with the metadata log. A restarted process registers first,
+    /// so its predecessor's registration is never unfenced on its behalf.
+    Unfence {
         node: NodeId,
         incarnation: u64,
     },

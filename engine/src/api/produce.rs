@@ -153,18 +153,12 @@ impl Appended {
                 partitions.iter_mut().map(move |(index, result)| {
                     let topic = topic.clone();
                     async move {
-                        if let Ok(append) = result {
-                            if let Err(error) = acknowledged_on_owner(
-                                shard,
-                                topic,
-                                *index,
-                                append.last_offset,
-                                timeout,
-                            )
-                            .await
-                            {
-                                *result = Err(error);
-                            }
+                        let Ok(append) = result else { return };
+                        let last_offset = append.last_offset;
+                        if let Err(error) =
+                            acknowledged_on_owner(shard, topic, *index, last_offset, timeout).await
+                        {
+                            *result = Err(error);
                         }
                     }
                 })

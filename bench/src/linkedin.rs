@@ -11,6 +11,7 @@
 //! topic of replication factor 3; they report the nodes' CPU-seconds per GB together
 //! and the ratio to scenario 1 measured in the same run.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,7 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 use serde_json::{Value, json};
 use weir_net::client::{Connection, KafkaClient};
 
-use crate::perf::consume::{ConsumerPerfConfig, list_offsets, run_consumer};
+use crate::perf::consume::{ConsumerPerfConfig, list_offsets, list_offsets_as, run_consumer};
 use crate::perf::e2e::{E2eConfig, run_e2e};
 use crate::perf::produce::{ProducerPerfConfig, random_payload, run_producer};
 use crate::perf::props::Props;
@@ -159,7 +160,17 @@ impl Broker {
 struct Cluster {
     child: Child,
     bootstrap: String,
+    /// Each node's client address.
+    nodes: Vec<String>,
     dir: PathBuf,
+}
+
+/// How far followers were behind when the producers finished, and how long they took
+/// to catch up.
+struct ReplicaLag {
+    /// The largest (leader log end − follower log end) over the partitions, in records.
+    records_at_end: i64,
+    caught_up_ms: f64,
 }
 
 impl Cluster {
@@ -203,8 +214,50 @@ impl Cluster {
         Ok(Cluster {
             child,
             bootstrap,
+            nodes: (0..3)
+                .map(|node| format!("127.0.0.1:{}", base + node))
+                .collect(),
             dir: dir.to_path_buf(),
         })
+    }
+
+    /// Replica lag of `topic` (on every node): each replica's log end offset, asked as
+    /// a debugging client (ListOffsets with replica_id -2), until all replicas of every
+    /// partition agree (or 60 s pass).
+    fn replica_lag(&self, topic: &str, partitions: i32) -> Result<ReplicaLag, PerfError> {
+        let started = Instant::now();
+        let ids: Vec<i32> = (0..partitions).collect();
+        let mut connections = self
+            .nodes
+            .iter()
+            .map(|address| Connection::connect(address, "weir-perf-replica-lag", REQUEST_TIMEOUT))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut records_at_end = None;
+        loop {
+            let mut ends: Vec<BTreeMap<i32, i64>> = Vec::with_capacity(connections.len());
+            for connection in &mut connections {
+                ends.push(list_offsets_as(connection, -2, topic, &ids, -1)?);
+            }
+            let lag = ids
+                .iter()
+                .map(|partition| {
+                    let offsets = ends.iter().filter_map(|node| node.get(partition));
+                    let (low, high) = offsets.fold((i64::MAX, i64::MIN), |(low, high), &end| {
+                        (low.min(end), high.max(end))
+                    });
+                    high - low
+                })
+                .max()
+                .unwrap_or(0);
+            let first = *records_at_end.get_or_insert(lag);
+            if lag == 0 || started.elapsed() > Duration::from_secs(60) {
+                return Ok(ReplicaLag {
+                    records_at_end: first,
+                    caught_up_ms: started.elapsed().as_secs_f64() * 1000.0,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// utime + stime of the cluster's broker processes (the children of local-cluster).
@@ -555,12 +608,16 @@ pub fn run(args: Args) -> Result<(), PerfError> {
             }
             let seconds = started.elapsed().as_secs_f64().max(1e-9);
             let cpu = cluster.cpu_seconds() - cpu;
+            // Followers finish before the next scenario starts (its rate would
+            // otherwise pay for this one's replication).
+            let lag = cluster.replica_lag(topic, 6)?;
             let rate = sent as f64 / seconds;
             let mib = bytes as f64 / seconds / (1 << 20) as f64;
             let cpu_gb = per_gb(cpu, bytes);
             let (_, _, linkedin_rate, _) = linkedin(id);
             eprintln!(
-                "{id}: {sent} records, {rate:.0} records/sec ({mib:.1} MiB/sec), acks={acks}, {producers} producer(s)"
+                "{id}: {sent} records, {rate:.0} records/sec ({mib:.1} MiB/sec), acks={acks}, {producers} producer(s); replica lag at the end {} records, caught up after {:.1} ms",
+                lag.records_at_end, lag.caught_up_ms
             );
             push(
                 id,
@@ -570,10 +627,15 @@ pub fn run(args: Args) -> Result<(), PerfError> {
                     rate / linkedin_rate.unwrap_or(1.0),
                     100.0 * rate / one.records_per_s.max(1.0)
                 ),
-                format!("{cpu_gb:.2} (3 nodes)"),
+                format!(
+                    "{cpu_gb:.2} (3 nodes); replica lag {} records, caught up in {:.0} ms",
+                    lag.records_at_end, lag.caught_up_ms
+                ),
                 json!({"records": sent, "records_per_s": rate, "mib_per_s": mib, "seconds": seconds,
                        "cluster_cpu_s": cpu, "cluster_cpu_s_per_gb": cpu_gb,
                        "ratio_to_no_replication": rate / one.records_per_s.max(1.0),
+                       "replica_lag_records_at_end": lag.records_at_end,
+                       "replica_caught_up_ms": lag.caught_up_ms,
                        "producers": producers, "replication_factor": 3, "partitions": 6,
                        "producer_props": {"acks": acks, "batch.size": 262144, "linger.ms": 5},
                        "nodes": 3, "shards_per_node": 1}),

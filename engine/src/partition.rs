@@ -29,7 +29,10 @@ use crate::replication::{NO_LEADER, NodeId, PartitionRegistration, ReplicationEr
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetQuery {
     Earliest,
+    /// The high watermark (what a consumer may read up to).
     Latest,
+    /// This replica's log end offset (debugging clients and brokers).
+    LogEnd,
     MaxTimestamp,
     Timestamp(i64),
 }
@@ -598,6 +601,7 @@ impl Partition {
         match query {
             OffsetQuery::Earliest => Ok((self.log_start_offset(), -1)),
             OffsetQuery::Latest => Ok((self.high_watermark(), -1)),
+            OffsetQuery::LogEnd => Ok((self.log_end_offset(), -1)),
             OffsetQuery::MaxTimestamp => {
                 let log = self.log.read().await.map_err(|_| self.closed_error())?;
                 Ok(log.max_timestamp().await?.unwrap_or((-1, -1)))

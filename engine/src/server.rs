@@ -706,12 +706,35 @@ async fn controlled_shutdown(shard: &Rc<Shard>) {
         request,
         move |state| state.control().broker(node).is_none_or(|b| b.fenced),
         Some(Duration::from_millis(CONTROLLED_SHUTDOWN_WAIT_MS)),
-    )
-    .await;
-    if fenced {
-        info!("controlled shutdown: leaderships moved");
-    } else {
-        warn!("controlled shutdown: the controller did not answer in time; stopping anyway");
+    );
+    // The other voters stopping too (a whole cluster shut down at once) leave no
+    // quorum to answer: stop once none has been in touch for two election timeouts.
+    let silent_ms = 2 * shard.config.cluster.election_timeout_ms;
+    let quorum_gone = async {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            let now_ms = weir_storage::now_ms().max(0) as u64;
+            let log = shard.metadata_log.borrow();
+            if log
+                .as_ref()
+                .is_none_or(|log| !log.quorum_heard_within(now_ms, silent_ms))
+            {
+                return;
+            }
+        }
+    };
+    futures::pin_mut!(fenced, quorum_gone);
+    match futures::future::select(fenced, quorum_gone).await {
+        futures::future::Either::Left((true, _)) => {
+            info!("controlled shutdown: leaderships moved")
+        }
+        futures::future::Either::Left((false, _)) => {
+            warn!("controlled shutdown: the controller did not answer in time; stopping anyway")
+        }
+        futures::future::Either::Right(_) => warn!(
+            silent_ms,
+            "controlled shutdown: most controller voters are silent (stopped too?); stopping anyway"
+        ),
     }
 }
 

@@ -630,10 +630,11 @@ def decode_fetch_response(r: Reader, version: int) -> list[FetchPartitionRespons
 
 # --- ListOffsets (v1-v7) --------------------------------------------------------
 
-def encode_list_offsets_request(version: int, topic: str, partition: int, timestamp: int) -> bytes:
+def encode_list_offsets_request(version: int, topic: str, partition: int, timestamp: int,
+                                replica_id: int = -1) -> bytes:
     assert 1 <= version <= 7
     flexible = version >= 6
-    w = Writer().int32(-1)
+    w = Writer().int32(replica_id)
     if version >= 2:
         w.int8(0)  # isolation_level
     w.array_len(1, flexible)
@@ -648,10 +649,12 @@ def encode_list_offsets_request(version: int, topic: str, partition: int, timest
 
 
 def list_offsets(conn: Connection, topic: str, partition: int, timestamp: int,
-                 version: int = 7) -> tuple[int, int, int]:
-    """Returns (error_code, timestamp, offset) for one partition."""
+                 version: int = 7, replica_id: int = -1) -> tuple[int, int, int]:
+    """Returns (error_code, timestamp, offset) for one partition; replica_id -2 asks as a
+    debugging client (any replica; latest is its log end offset)."""
     flexible = version >= 6
-    r = conn.request(LIST_OFFSETS, version, encode_list_offsets_request(version, topic, partition, timestamp))
+    r = conn.request(LIST_OFFSETS, version,
+                     encode_list_offsets_request(version, topic, partition, timestamp, replica_id))
     if version >= 2:
         r.int32()  # throttle_time_ms
     results = []

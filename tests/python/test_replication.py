@@ -15,6 +15,8 @@ min.insync.replicas=2 —
 - a produce sent to a follower names the current leader and its endpoint (KIP-951);
 - acks=all requests pipelined on one connection are all appended while the first
   waits for its replicas, and are answered in request order once the ISR has them;
+  meanwhile ListOffsets shows a consumer the high watermark and a debugging client
+  (replica_id -2) each replica's log end, and refuses a consumer on a follower;
 - `weir local-cluster` runs three replicating nodes with one command;
 - a leader cut off from the majority (network namespaces, blackhole routes) never
   acknowledges acks=all, the majority elects a new leader, and after healing the logs
@@ -573,6 +575,9 @@ def test_pipelined_acks_all_requests_append_while_waiting_and_answer_in_order(ma
                        10, "all four batches appended behind the waiting one")
             with pytest.raises(TimeoutError):
                 conn.recv_frame(timeout_s=1.0)
+            with leader_broker.connect() as other:
+                assert kproto.list_offsets(other, topic, 0, -1)[::2] == (0, 1)  # high watermark
+                assert kproto.list_offsets(other, topic, 0, -1, replica_id=-2)[::2] == (0, 5)
         finally:
             for follower in followers:
                 follower.proc.send_signal(signal.SIGCONT)
@@ -587,3 +592,8 @@ def test_pipelined_acks_all_requests_append_while_waiting_and_answer_in_order(ma
                 reader = conn.recv_response(correlation_id, flexible_header=False, timeout_s=30)
                 assert kproto.decode_api_versions_response(reader, 3)[0] == 0
         assert offsets == [1, 2, 3, 4], offsets
+    for follower in followers:
+        with follower.connect() as other:
+            assert kproto.list_offsets(other, topic, 0, -1)[0] == 6  # NOT_LEADER_OR_FOLLOWER
+            wait_until(lambda: kproto.list_offsets(other, topic, 0, -1, replica_id=-2)[::2] == (0, 5),
+                       10, "the follower's log end reaches the leader's")

@@ -111,15 +111,28 @@ fn topic_name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
 }
 
-/// The earliest (−2) or latest (−1) offset of each partition.
+/// The earliest (−2) or latest (−1) offset of each partition, as a consumer sees it
+/// (from the leader; latest is the high watermark).
 pub fn list_offsets(
     connection: &mut Connection,
     topic: &str,
     partitions: &[i32],
     timestamp: i64,
 ) -> Result<BTreeMap<i32, i64>, PerfError> {
+    list_offsets_as(connection, -1, topic, partitions, timestamp)
+}
+
+/// [`list_offsets`] with Kafka's `replica_id`: -2 (a debugging client) may ask any
+/// replica, and its latest offset is that replica's log end offset.
+pub fn list_offsets_as(
+    connection: &mut Connection,
+    replica_id: i32,
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+) -> Result<BTreeMap<i32, i64>, PerfError> {
     let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
+        .with_replica_id(BrokerId(replica_id))
         .with_topics(vec![
             ListOffsetsTopic::default()
                 .with_name(topic_name(topic))

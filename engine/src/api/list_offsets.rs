@@ -1,5 +1,10 @@
 //! ListOffsets v1–8: earliest (-2), latest (-1), max timestamp (-3, v7+), earliest
 //! local (-4, v8+, the log start on a broker without tiered storage) and by timestamp.
+//!
+//! As in Kafka, a consumer (`replica_id` -1) is answered by the partition's leader only
+//! (NOT_LEADER_OR_FOLLOWER elsewhere) and its latest offset is the high watermark; a
+//! debugging client (`replica_id` -2) or a broker may ask any replica, and its latest
+//! offset is that replica's log end offset (how replica lag is observed from outside).
 
 use std::rc::Rc;
 
@@ -13,12 +18,16 @@ use crate::errors::storage_error_code;
 use crate::partition::OffsetQuery;
 use crate::shard::Shard;
 
+/// `replica_id` of an ordinary consumer's request.
+const CONSUMER_REPLICA_ID: i32 = -1;
+
 pub async fn handle(
     shard: &Rc<Shard>,
     version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let metadata = shard.metadata();
+    let consumer = request.replica_id.0 == CONSUMER_REPLICA_ID;
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
@@ -38,7 +47,8 @@ pub async fn handle(
             async move {
                 let query = match timestamp {
                     -2 | -4 => Some(OffsetQuery::Earliest),
-                    -1 => Some(OffsetQuery::Latest),
+                    -1 if consumer => Some(OffsetQuery::Latest),
+                    -1 => Some(OffsetQuery::LogEnd),
                     -3 if version >= 7 => Some(OffsetQuery::MaxTimestamp),
                     timestamp if timestamp >= 0 => Some(OffsetQuery::Timestamp(timestamp)),
                     _ => None,
@@ -62,6 +72,9 @@ pub async fn handle(
                         let Some(partition) = owner_shard.partition(&name, index) else {
                             return Err(ResponseError::UnknownTopicOrPartition.code());
                         };
+                        if consumer && !partition.is_leader() {
+                            return Err(ResponseError::NotLeaderOrFollower.code());
+                        }
                         partition.check_current_leader_epoch(current_leader_epoch)?;
                         let answer = partition.list_offset(query).await;
                         answer

@@ -297,6 +297,22 @@ impl MetadataLog {
             .is_some_and(|heard| now_ms.saturating_sub(heard) <= within_ms)
     }
 
+    /// Whether a working quorum was in touch within `within_ms`: as the leader, a
+    /// majority of voters (itself included) was heard; as a follower, the leader was
+    /// (a leader that loses its majority steps down: Raft's check_quorum).
+    pub fn quorum_heard_within(&self, now_ms: u64, within_ms: u64) -> bool {
+        if self.is_leader() {
+            let heard = self
+                .voters
+                .iter()
+                .filter(|&&voter| self.heard_within(voter, now_ms, within_ms))
+                .count();
+            return heard > self.voters.len() / 2;
+        }
+        self.leader()
+            .is_some_and(|leader| self.heard_within(leader, now_ms, within_ms))
+    }
+
     /// Whether the leader has replicated to `node` everything committed (it has caught
     /// up with the metadata), per the leader's progress.
     pub fn caught_up(&self, node: NodeId) -> bool {

@@ -81,6 +81,7 @@ async fn fetcher(shard: Rc<Shard>, leader: NodeId) {
         if shard.is_shutting_down() {
             break;
         }
+        let followed_version = shard.followed_version.get();
         let partitions = followed_from(&shard, leader);
         if partitions.is_empty() {
             break;
@@ -162,12 +163,27 @@ async fn fetcher(shard: Rc<Shard>, leader: NodeId) {
                 .call(REPLICA_FETCH_VERSION, &request);
             let timeout =
                 glommio::timer::sleep(Duration::from_millis(REPLICA_FETCH_WAIT_MS as u64 + 10_000));
-            futures::pin_mut!(call, timeout);
-            match futures::future::select(call, timeout).await {
-                futures::future::Either::Left((Ok(response), _)) => Ok(response),
-                futures::future::Either::Left((Err(error), _)) => Err(error.to_string()),
-                futures::future::Either::Right(_) => Err("timed out".to_string()),
+            // What this shard follows changed (a new topic, a failover): a fetch parked
+            // at the leader for the old set could hold the new partitions back for up
+            // to REPLICA_FETCH_WAIT_MS, so it is abandoned with its connection.
+            let refollow = async {
+                while shard.followed_version.get() == followed_version {
+                    shard.followed_changed.listen().await;
+                }
+            };
+            futures::pin_mut!(call, timeout, refollow);
+            match futures::future::select(call, futures::future::select(timeout, refollow)).await {
+                futures::future::Either::Left((Ok(response), _)) => Some(Ok(response)),
+                futures::future::Either::Left((Err(error), _)) => Some(Err(error.to_string())),
+                futures::future::Either::Right((futures::future::Either::Left(_), _)) => {
+                    Some(Err("timed out".to_string()))
+                }
+                futures::future::Either::Right((futures::future::Either::Right(_), _)) => None,
             }
+        };
+        let Some(outcome) = outcome else {
+            connection = None;
+            continue;
         };
         let response = match outcome {
             Ok(response) => response,

@@ -87,6 +87,11 @@ pub struct Shard {
     pub metadata_published: Rc<Event>,
     /// Leaders this shard runs a replica fetcher for.
     pub fetcher_leaders: RefCell<std::collections::BTreeSet<i32>>,
+    /// Counts changes to what this shard follows (a partition, its leader or epoch);
+    /// `followed_changed` fires with each, so a fetcher parked at a leader with an
+    /// older set starts over with the new one instead of waiting out its fetch.
+    pub followed_version: std::cell::Cell<u64>,
+    pub followed_changed: Rc<Event>,
     /// Serializes checkpoint writes (the periodic one, DeleteRecords', shutdown's) so an
     /// older view never overwrites a newer one; only used on shard 0.
     pub checkpoint_lock: glommio::sync::Semaphore,
@@ -148,6 +153,8 @@ impl Shard {
             published_index: std::cell::Cell::new(0),
             metadata_published: Event::new(),
             fetcher_leaders: RefCell::new(std::collections::BTreeSet::new()),
+            followed_version: std::cell::Cell::new(0),
+            followed_changed: Event::new(),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             connections: glommio::sync::Gate::new(),
             exit: Event::new(),
@@ -344,6 +351,7 @@ impl Shard {
             .and_then(|(value, _)| value.parse::<usize>().ok())
             .unwrap_or(1);
         let mut followed = std::collections::BTreeSet::new();
+        let mut followed_changed = false;
         for topic in metadata.topics.values() {
             let config = self.log_config_for(topic);
             let leader_config = LeaderConfig {
@@ -396,8 +404,10 @@ impl Shard {
                     }
                 };
                 if let Some(registration) = registration {
+                    let following_before = partition.following();
                     let change =
                         partition.apply_registration(node, registration, leader_config, now_ms);
+                    followed_changed |= partition.following() != following_before;
                     if topic.name == OFFSETS_TOPIC {
                         match change {
                             LeadershipChange::Became => {
@@ -432,6 +442,10 @@ impl Shard {
             }
         }
         self.metadata.replace(metadata);
+        if followed_changed {
+            self.followed_version.set(self.followed_version.get() + 1);
+            self.followed_changed.notify_all();
+        }
         for leader in followed {
             crate::replica_manager::ensure_fetcher(self, leader);
         }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use weir_net::client::{ClientError, KafkaClient};
@@ -76,7 +77,26 @@ pub fn topic_leaders(
                     .partitions
                     .iter()
                     .all(|partition| brokers.contains_key(&partition.leader_id.0));
-            if ready {
+            // Each leader must know the topic itself (a new topic reaches the brokers a
+            // moment after the one that answered), or its first produce is refused.
+            let leaders_agree = |client: &mut KafkaClient| -> Result<bool, PerfError> {
+                let leader_ids: std::collections::BTreeSet<i32> =
+                    found.partitions.iter().map(|p| p.leader_id.0).collect();
+                for node in leader_ids {
+                    let led = |partitions: &[MetadataResponsePartition]| {
+                        partitions.iter().filter(|p| p.leader_id.0 == node).count()
+                    };
+                    let (_, own) = client.broker(node)?.call(&request)?;
+                    let agrees = own.topics.first().is_some_and(|topic| {
+                        topic.error_code == 0 && led(&topic.partitions) == led(&found.partitions)
+                    });
+                    if !agrees {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            };
+            if ready && leaders_agree(client)? {
                 let mut by_broker: BTreeMap<String, Vec<i32>> = BTreeMap::new();
                 for partition in &found.partitions {
                     by_broker

@@ -233,6 +233,25 @@ pub fn validate_batches(
     records: &[u8],
     max_batch_bytes: u32,
 ) -> Result<Vec<BatchInfo>, StorageError> {
+    validate_batches_to(records, max_batch_bytes, Depth::Records)
+}
+
+/// How deep [`validate_batches_to`] looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depth {
+    /// Every record of uncompressed batches too (a leader, as Kafka's LogValidator).
+    Records,
+    /// Each batch's header, counts and CRC-32C only: a follower appends what its leader
+    /// validated, as Kafka's appendAsFollower does (the CRC still catches damage).
+    Batches,
+}
+
+/// [`validate_batches`] to the given depth.
+pub fn validate_batches_to(
+    records: &[u8],
+    max_batch_bytes: u32,
+    depth: Depth,
+) -> Result<Vec<BatchInfo>, StorageError> {
     let mut infos = Vec::new();
     let mut position = 0usize;
     if records.is_empty() {
@@ -277,7 +296,7 @@ pub fn validate_batches(
                 "control batch with negative counts",
             ));
         }
-        if header.compression_codec() == 0 {
+        if header.compression_codec() == 0 && depth == Depth::Records {
             let mut expected_delta = 0i32;
             let walked = walk_records(batch, |record| {
                 if record.offset_delta != expected_delta {
@@ -718,6 +737,12 @@ mod tests {
         batch[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         let error = validate_batches(&batch, 1 << 20).expect_err("records beyond count");
         assert!(error.to_string().contains("follow the last"), "{error}");
+        // A follower checks batches, not records: the leader validated them.
+        let infos = validate_batches_to(&batch, 1 << 20, Depth::Batches).expect("batch intact");
+        assert_eq!(infos[0].records_count, 2);
+        let mut damaged = batch.clone();
+        damaged[OFFSET_CRC + 8] ^= 1;
+        validate_batches_to(&damaged, 1 << 20, Depth::Batches).expect_err("the CRC catches it");
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! blocking `std::fs` like recovery does.
 
 use super::*;
+use crate::batch::{Depth, validate_batches_to};
 use crate::recovery::{rewrite_file, scan_segment, truncate_file};
 use crate::segment::{SegmentPaths, SegmentState};
 
@@ -46,7 +47,7 @@ impl PartitionLog {
         records: Bytes,
         now_ms: i64,
     ) -> Result<AppendInfo, StorageError> {
-        let infos = validate_batches(&records, u32::MAX)?;
+        let infos = validate_batches_to(&records, u32::MAX, Depth::Batches)?;
         let mut next_offset = self.log_end_offset();
         let (mut batches, mut epochs, mut producers) =
             (Vec::with_capacity(infos.len()), Vec::new(), Vec::new());

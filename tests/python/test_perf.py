@@ -69,6 +69,16 @@ def test_throttled_produce_holds_the_rate_and_idempotent_batches_carry_a_produce
     assert log_end(broker, topic) == 20_000
     batches = [batch for path in broker.segment_files(topic, 0) for batch in kproto.read_log_file(path)]
     assert batches and all(batch.producer_id >= 0 for batch in batches), "idempotent by default"
+    # linger.ms=0: records arriving while every in-flight slot is busy join the next
+    # batch (Kafka's accumulator) instead of waiting for a slot one request each.
+    lingerless = support.unique_topic("lingerless")
+    result = perf("produce", "--topic", lingerless, "--num-records", "40000", "--record-size", "50",
+                  "--throughput", "20000", "--producer-props", f"bootstrap.servers={broker.bootstrap}",
+                  "linger.ms=0", "max.in.flight.requests.per.connection=1")
+    assert result.returncode == 0, result.stderr
+    rate = float(re.search(r"records sent, ([\d.]+) records/sec", result.stdout).group(1))
+    assert 16_000 < rate < 22_000, rate
+    assert log_end(broker, lingerless) == 40_000
 
 
 def test_e2e_latency_prints_kafkas_lines_and_consumer_timeout_warns(broker):

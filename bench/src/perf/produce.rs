@@ -239,6 +239,8 @@ struct Sender {
     in_flight: Option<std::sync::mpsc::Sender<InFlight>>,
     reader: Option<JoinHandle<()>>,
     correlation_id: i32,
+    /// An in-flight slot taken by [`Sender::try_reserve`] for the next send.
+    reserved: bool,
 }
 
 impl Sender {
@@ -261,6 +263,7 @@ impl Sender {
             in_flight: None,
             reader: None,
             correlation_id: 0,
+            reserved: false,
         };
         if settings.acks != 0 {
             let (in_flight, pending) = channel::<InFlight>();
@@ -284,14 +287,31 @@ impl Sender {
         self.correlation_id
     }
 
-    /// Sends a sealed frame, waiting for an in-flight slot first.
+    /// Takes an in-flight slot for the next send if one is free now. A batch whose
+    /// linger passed goes out only then; while every slot is busy it keeps filling, as
+    /// Kafka's accumulator does (so linger.ms=0 batches what arrives meanwhile instead of
+    /// sending one record per request).
+    fn try_reserve(&mut self) -> bool {
+        if !self.reserved {
+            self.reserved = match self.slots.try_send(()) {
+                Ok(()) => true,
+                Err(std::sync::mpsc::TrySendError::Full(())) => false,
+                // The reader stopped: `send` reports why.
+                Err(std::sync::mpsc::TrySendError::Disconnected(())) => return true,
+            };
+        }
+        self.reserved
+    }
+
+    /// Sends a sealed frame, waiting for an in-flight slot first (unless reserved).
     fn send(
         &mut self,
         frame: &[u8],
         batch: InFlight,
         stats: &Arc<Mutex<Stats>>,
     ) -> Result<(), PerfError> {
-        if self.slots.send(()).is_err() {
+        let reserved = std::mem::take(&mut self.reserved);
+        if !reserved && self.slots.send(()).is_err() {
             // The reader stopped: report why.
             let failure = stats.lock().expect("stats lock").failure.clone();
             return Err(PerfError::Broker(failure.unwrap_or_else(|| {
@@ -689,7 +709,10 @@ pub fn run_producer(
             while now < due {
                 // Linger decides when a batch waiting on the throttle goes out.
                 let linger_due = builder.opened + settings.linger;
-                if !builder.is_empty() && linger_due <= due {
+                if !builder.is_empty()
+                    && linger_due <= due
+                    && senders[sender_of[partition as usize]].try_reserve()
+                {
                     if linger_due > now {
                         std::thread::sleep(linger_due - now);
                     }
@@ -718,7 +741,9 @@ pub fn run_producer(
         };
         if !builder.is_empty()
             && (builder.size_with(payload.len(), settings.compression) > settings.batch_bytes
-                || now >= builder.opened + settings.linger && throttled)
+                || now >= builder.opened + settings.linger
+                    && throttled
+                    && senders[sender_of[partition as usize]].try_reserve())
         {
             flush(&mut builder, &mut partition, &mut senders)?;
         }

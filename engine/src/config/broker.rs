@@ -812,7 +812,10 @@ mod tests {
     fn embedded_defaults_are_a_single_local_node() {
         let config = load(&[]).unwrap();
         assert_eq!(config.node_id, 0);
-        assert_eq!(config.listen_address, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(
+            config.listen_address,
+            "127.0.0.1:9092".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(config.log_dirs, vec![PathBuf::from("./weir-data")]);
         assert_eq!(config.log_defaults.segment_bytes, 1 << 30);
         assert_eq!(config.log_defaults.segment_ms, 7 * 24 * 3_600_000);
@@ -964,7 +967,10 @@ mod tests {
             one.cluster.controller_listener,
             Some("127.0.0.1:9193".parse().unwrap())
         );
-        assert_eq!(one.listen_address, "127.0.0.1:9192".parse().unwrap());
+        assert_eq!(
+            one.listen_address,
+            "127.0.0.1:9192".parse::<std::net::SocketAddr>().unwrap()
+        );
         let three = load(&[
             "node.id=1",
             "listeners=PLAINTEXT://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193",
@@ -983,7 +989,10 @@ mod tests {
             "advertised.listeners=PLAINTEXT://broker1:29092",
         ])
         .unwrap();
-        assert_eq!(config.listen_address, "0.0.0.0:19092".parse().unwrap());
+        assert_eq!(
+            config.listen_address,
+            "0.0.0.0:19092".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(
             (config.advertised_host.as_str(), config.advertised_port),
             ("broker1", 29092)

@@ -24,8 +24,21 @@ use super::control::{MetadataChange, PartitionKey, ReplicationControl};
 use super::placement::{PlacementBroker, PlacementError, check_assignments, place};
 use super::{NodeId, PartitionRegistration};
 
+/// What a metadata snapshot starts with (then its rkyv archive of records).
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"WEIRMDS1";
+
 /// One committed change of the cluster's metadata.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub enum MetadataRecord {
     /// Brokers, fencing and partition registrations.
     Replication(MetadataChange),
@@ -71,7 +84,18 @@ pub enum MetadataRecord {
 }
 
 /// A producer id block the active controller granted to a broker's request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct ProducerIdGrant {
     pub node: NodeId,
     /// The request's nonce, so the broker knows the grant answers it.
@@ -81,7 +105,17 @@ pub struct ProducerIdGrant {
 
 /// What a broker asks of the active controller (Kafka's BrokerRegistration,
 /// BrokerHeartbeat with `wantFence=false` or `wantShutDown`, and AlterPartition).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub enum ControllerRequest {
     Register {
         node: NodeId,
@@ -307,7 +341,8 @@ impl ClusterState {
         }
     }
 
-    /// The records that rebuild this state (the quorum snapshot's data).
+    /// The records that rebuild this state (the quorum snapshot's data):
+    /// [`SNAPSHOT_MAGIC`] then the records archived with rkyv.
     pub fn snapshot(&self) -> Vec<u8> {
         let mut records = Vec::new();
         for (&node, endpoint) in &self.endpoints {
@@ -354,20 +389,33 @@ impl ClusterState {
             next_block_start: self.next_producer_id_block,
             granted: None,
         });
-        serde_json::to_vec(&records).expect("metadata records always serialize")
+        let archived = rkyv::to_bytes::<rkyv::rancor::Error>(&records)
+            .expect("metadata records always archive");
+        let mut bytes = Vec::with_capacity(SNAPSHOT_MAGIC.len() + archived.len());
+        bytes.extend_from_slice(SNAPSHOT_MAGIC);
+        bytes.extend_from_slice(&archived);
+        bytes
     }
 
     /// Rebuilds the state from a [`snapshot`](Self::snapshot) (empty bytes: empty state).
-    pub fn restore(
-        control: ReplicationControl,
-        bytes: &[u8],
-    ) -> Result<ClusterState, serde_json::Error> {
+    /// The archive is validated (bytecheck) before use; snapshots written before the rkyv
+    /// format (a JSON array of records) still load.
+    pub fn restore(control: ReplicationControl, bytes: &[u8]) -> Result<ClusterState, String> {
         let mut state = ClusterState::new(control);
-        if !bytes.is_empty() {
-            let records: Vec<MetadataRecord> = serde_json::from_slice(bytes)?;
-            for record in &records {
-                state.apply(record);
-            }
+        let records: Vec<MetadataRecord> = if bytes.is_empty() {
+            Vec::new()
+        } else if let Some(archived) = bytes.strip_prefix(SNAPSHOT_MAGIC) {
+            // rkyv reads from aligned memory; the snapshot's bytes may sit anywhere.
+            let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(archived.len());
+            aligned.extend_from_slice(archived);
+            rkyv::from_bytes::<Vec<MetadataRecord>, rkyv::rancor::Error>(&aligned)
+                .map_err(|error| format!("the metadata snapshot's archive is invalid: {error}"))?
+        } else {
+            serde_json::from_slice(bytes)
+                .map_err(|error| format!("the metadata snapshot is not a known format: {error}"))?
+        };
+        for record in &records {
+            state.apply(record);
         }
         Ok(state)
     }
@@ -734,5 +782,40 @@ mod tests {
         let empty = ClusterState::restore(ReplicationControl::new(9_000), &[]).expect("empty");
         assert!(empty.topics().next().is_none());
         assert_ne!(state.partition("t", 0).expect("p0").leader, NO_LEADER);
+    }
+
+    #[test]
+    fn snapshots_are_rkyv_archives_checked_on_load_and_old_json_ones_still_load() {
+        let mut state = three_brokers();
+        let records = state
+            .create_topic("t", Uuid::new_v4(), 3, 2, None, BTreeMap::new())
+            .expect("created");
+        apply_all(&mut state, &records);
+        let snapshot = state.snapshot();
+        assert!(snapshot.starts_with(SNAPSHOT_MAGIC));
+        // A snapshot from before the rkyv format: the same records as a JSON array.
+        let archived = &snapshot[SNAPSHOT_MAGIC.len()..];
+        let mut aligned = rkyv::util::AlignedVec::<16>::new();
+        aligned.extend_from_slice(archived);
+        let records: Vec<MetadataRecord> =
+            rkyv::from_bytes::<_, rkyv::rancor::Error>(&aligned).expect("valid archive");
+        let json = serde_json::to_vec(&records).expect("json");
+        let from_json = ClusterState::restore(ReplicationControl::new(9_000), &json).expect("json");
+        assert_eq!(from_json.snapshot(), snapshot);
+        // Damage is an error, never a panic or a wrong state.
+        for cut in [
+            SNAPSHOT_MAGIC.len(),
+            SNAPSHOT_MAGIC.len() + 3,
+            snapshot.len() - 1,
+        ] {
+            assert!(
+                ClusterState::restore(ReplicationControl::new(9_000), &snapshot[..cut]).is_err()
+            );
+        }
+        let mut garbage = snapshot.clone();
+        for byte in garbage[SNAPSHOT_MAGIC.len()..].iter_mut().rev().take(8) {
+            *byte = 0xff;
+        }
+        assert!(ClusterState::restore(ReplicationControl::new(9_000), &garbage).is_err());
     }
 }

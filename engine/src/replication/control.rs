@@ -24,7 +24,17 @@ use super::{NO_LEADER, NodeId, PartitionRegistration, ReplicationError};
 pub type PartitionKey = (String, i32);
 
 /// One replicated change of cluster state.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub enum MetadataChange {
     /// A broker (re)started as `incarnation`, unfenced.
     RegisterBroker {

@@ -48,7 +48,17 @@ pub const INITIAL_LEADER_EPOCH: i32 = 0;
 
 /// A partition as the controller registered it (Kafka's PartitionRecord after its
 /// PartitionChangeRecords).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct PartitionRegistration {
     /// Assigned replicas, preferred leader first.
     pub replicas: Vec<NodeId>,

@@ -262,37 +262,27 @@ async fn append_on_owner(
     records: Bytes,
     acks_all: bool,
 ) -> PartitionResult {
-    let owner = shard.owner_of(&topic, index);
-    let outcome = shard
-        .invoke_on(owner, move |owner_shard| async move {
-            let Some(partition) = owner_shard.partition(&topic, index) else {
-                return Err((
-                    ResponseError::NotLeaderOrFollower.code(),
-                    format!("This server is not the leader for {topic}-{index}."),
-                ));
-            };
-            if let Err(error) = partition.check_produce(acks_all) {
-                return Err((
-                    replication_error_code(&error),
-                    format!("{error} ({topic}-{index})"),
-                ));
+    on_owner(shard, topic, index, move |partition, topic| async move {
+        if let Err(error) = partition.check_produce(acks_all) {
+            return Err((
+                replication_error_code(&error),
+                format!("{error} ({topic}-{index})"),
+            ));
+        }
+        match partition.append(records, now_ms()).await {
+            Ok(info) => Ok(PartitionAppend {
+                base_offset: info.base_offset,
+                last_offset: info.last_offset,
+                log_append_time_ms: info.log_append_time_ms,
+                log_start_offset: partition.log_start_offset(),
+            }),
+            Err(error) => {
+                tracing::debug!(topic = %topic, partition = index, %error, "produce rejected");
+                Err((storage_error_code(&error), error.to_string()))
             }
-            match partition.append(records, now_ms()).await {
-                Ok(info) => Ok(PartitionAppend {
-                    base_offset: info.base_offset,
-                    last_offset: info.last_offset,
-                    log_append_time_ms: info.log_append_time_ms,
-                    log_start_offset: partition.log_start_offset(),
-                }),
-                Err(error) => {
-                    tracing::debug!(topic = %topic, partition = index, %error, "produce rejected");
-                    Err((storage_error_code(&error), error.to_string()))
-                }
-            }
-        })
-        .await;
-    outcome
-        .unwrap_or_else(|gone| Err((ResponseError::NotLeaderOrFollower.code(), gone.to_string())))
+        }
+    })
+    .await
 }
 
 /// acks=all: waits on the owner shard until the ISR has `last_offset`.
@@ -303,8 +293,40 @@ async fn acknowledged_on_owner(
     last_offset: i64,
     timeout: std::time::Duration,
 ) -> Result<(), (i16, String)> {
+    on_owner(shard, topic, index, move |partition, topic| async move {
+        match partition.wait_acknowledged(last_offset, timeout).await {
+            Ok(()) => Ok(()),
+            Err(AckError::Replication(error)) => Err((
+                replication_error_code(&error),
+                format!("{error} ({topic}-{index})"),
+            )),
+            Err(AckError::TimedOut) => Err((
+                ResponseError::RequestTimedOut.code(),
+                format!(
+                    "the in-sync replicas of {topic}-{index} did not acknowledge within {} ms",
+                    timeout.as_millis()
+                ),
+            )),
+        }
+    })
+    .await
+}
+
+/// Runs `work` on the shard that owns `topic`-`index`, with the partition; a partition
+/// this broker does not host (or a shard that is gone) is NOT_LEADER_OR_FOLLOWER.
+async fn on_owner<T, F, Fut>(
+    shard: &Rc<Shard>,
+    topic: String,
+    index: i32,
+    work: F,
+) -> Result<T, (i16, String)>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<crate::partition::Partition>, String) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, (i16, String)>> + 'static,
+{
     let owner = shard.owner_of(&topic, index);
-    let outcome = shard
+    shard
         .invoke_on(owner, move |owner_shard| async move {
             let Some(partition) = owner_shard.partition(&topic, index) else {
                 return Err((
@@ -312,22 +334,8 @@ async fn acknowledged_on_owner(
                     format!("This server is not the leader for {topic}-{index}."),
                 ));
             };
-            match partition.wait_acknowledged(last_offset, timeout).await {
-                Ok(()) => Ok(()),
-                Err(AckError::Replication(error)) => Err((
-                    replication_error_code(&error),
-                    format!("{error} ({topic}-{index})"),
-                )),
-                Err(AckError::TimedOut) => Err((
-                    ResponseError::RequestTimedOut.code(),
-                    format!(
-                        "the in-sync replicas of {topic}-{index} did not acknowledge within {} ms",
-                        timeout.as_millis()
-                    ),
-                )),
-            }
+            work(partition, topic).await
         })
-        .await;
-    outcome
+        .await
         .unwrap_or_else(|gone| Err((ResponseError::NotLeaderOrFollower.code(), gone.to_string())))
 }

@@ -6,10 +6,12 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod cores;
 pub mod dynamic;
 pub mod properties;
 pub mod topic;
 
-pub use broker::{BrokerConfig, ConfigError, ConfigSource, ShardCores};
+pub use broker::{BrokerConfig, ConfigError, ConfigSource};
 pub use cluster::ClusterSettings;
+pub use cores::ShardCores;
 pub use topic::{TOPIC_CONFIG_KEYS, TopicConfigKey};

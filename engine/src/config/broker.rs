@@ -762,10 +762,11 @@ fn bind_host(host: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn load(overrides: &[&str]) -> Result<BrokerConfig, ConfigError> {
+    /// The embedded defaults with `key=value` overrides (the config modules' tests).
+    pub(in crate::config) fn load(overrides: &[&str]) -> Result<BrokerConfig, ConfigError> {
         let overrides: Vec<String> = overrides.iter().map(|item| item.to_string()).collect();
         BrokerConfig::load(None, Vec::new(), &overrides)
     }

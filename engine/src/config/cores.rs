@@ -45,12 +45,7 @@ pub(super) fn parse_shard_cores(value: &str) -> Result<ShardCores, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::BrokerConfig;
-
-    fn load(overrides: &[&str]) -> Result<BrokerConfig, ConfigError> {
-        let overrides: Vec<String> = overrides.iter().map(|item| item.to_string()).collect();
-        BrokerConfig::load(None, Vec::new(), &overrides)
-    }
+    use crate::config::broker::tests::load;
 
     #[test]
     fn shard_cores_are_all_a_list_or_none() {

@@ -460,6 +460,9 @@ def test_an_idle_producer_expires_and_is_then_treated_as_new(make_broker):
             assert time.monotonic() < deadline, "producers still listed 15 s after their last batch (expiry 2 s)"
             time.sleep(0.2)
         # Forgotten: the same batch is new data now, and a sequence far ahead is accepted.
+        # (Rebuilt with a current timestamp: a producer's age is its last batch's
+        # timestamp, as in Kafka, so the old one would expire again at the next check.)
+        a = make_batch("a", p, 0, 0, 2)
         assert send(conn, topic, 0, a) == (0, 3)
         assert send(conn, topic, 0, make_batch("c", q, 0, 40, 1)) == (0, 5)
         # From here on both are tracked again.

@@ -274,6 +274,59 @@ fn cpu_governor(probe: &Probe, cores: &[usize]) -> Finding {
     )
 }
 
+/// How long an idle haltpoll vCPU polls before halting, below which `weir tune check`
+/// warns: a halted vCPU wakes through a VM exit and an IPI (about 40 µs per wake-up on
+/// the 2-core VM of bench/RESULTS.md, twice per request round trip).
+pub const HALT_POLL_NS_MIN: u64 = 200_000;
+
+/// The guest halt-polling path of the haltpoll cpuidle driver (VMs on KVM/Firecracker).
+pub const HALT_POLL_PATH: &str = "module/haltpoll/parameters/guest_halt_poll_ns";
+
+/// Idle states: on a VM with the haltpoll cpuidle driver, an idle vCPU halts at once
+/// unless `guest_halt_poll_ns` lets it poll first (Documentation/virt/guest-halt-polling.rst).
+fn cpu_idle(probe: &Probe) -> Finding {
+    let name = "cpu_idle";
+    let fix = Some(format!("echo {HALT_POLL_NS_MIN} > /sys/{HALT_POLL_PATH}"));
+    match probe.read(&probe.sys_root, "devices/system/cpu/cpuidle/current_driver") {
+        Some(driver) if driver == "haltpoll" => {
+            let poll_ns = probe
+                .read(&probe.sys_root, HALT_POLL_PATH)
+                .and_then(|text| text.parse::<u64>().ok());
+            let recommended = format!(
+                "guest_halt_poll_ns >= {HALT_POLL_NS_MIN} for latency (idle vCPUs poll before halting; each halt makes a wake-up a VM exit)"
+            );
+            match poll_ns {
+                Some(ns) => finding(
+                    name,
+                    if ns >= HALT_POLL_NS_MIN {
+                        Status::Ok
+                    } else {
+                        Status::Warn
+                    },
+                    format!("haltpoll, guest_halt_poll_ns {ns}"),
+                    recommended,
+                    fix,
+                ),
+                None => finding(
+                    name,
+                    Status::Info,
+                    "haltpoll (guest_halt_poll_ns not readable)",
+                    recommended,
+                    None,
+                ),
+            }
+        }
+        Some(driver) => finding(
+            name,
+            Status::Info,
+            format!("cpuidle driver {driver}"),
+            "latency: shallow C-states only (cpupower idle-set -D 10)",
+            None,
+        ),
+        None => finding(name, Status::Info, "no cpuidle", "-", None),
+    }
+}
+
 fn cores_and_numa(probe: &Probe, cores: &[usize]) -> Finding {
     let nodes = fs::read_dir(probe.sys_root.join("devices/system/node"))
         .map(|entries| {
@@ -432,6 +485,7 @@ pub fn run_checks(
         dirty_pages(probe),
         transparent_hugepages(probe),
         cpu_governor(probe, cores),
+        cpu_idle(probe),
         cores_and_numa(probe, cores),
         nic_irq_affinity(probe),
         finding(
@@ -523,6 +577,11 @@ mod tests {
             "sys/devices/system/cpu/cpu1/cpufreq/scaling_governor",
             "performance\n",
         ),
+        (
+            "sys/devices/system/cpu/cpuidle/current_driver",
+            "haltpoll\n",
+        ),
+        ("sys/module/haltpoll/parameters/guest_halt_poll_ns", "0\n"),
         ("sys/devices/system/node/node0/cpulist", "0-1\n"),
         ("sys/devices/system/node/node1/cpulist", "2-3\n"),
         ("sys/class/net/eth0/mtu", "1500\n"),
@@ -556,6 +615,7 @@ mod tests {
             "vm.swappiness",
             "transparent_hugepage",
             "cpu_governor",
+            "cpu_idle",
             "open_files",
         ] {
             assert_eq!(status(name), Status::Warn, "{name}");
@@ -573,6 +633,10 @@ mod tests {
             Some("sysctl -w net.ipv4.tcp_rmem=\"4096 131072 16777216\"")
         );
         assert_eq!(by_name(&findings, "transparent_hugepage").value, "always");
+        assert_eq!(
+            by_name(&findings, "cpu_idle").fix.as_deref(),
+            Some("echo 200000 > /sys/module/haltpoll/parameters/guest_halt_poll_ns")
+        );
         assert_eq!(
             by_name(&findings, "cpu_governor").value,
             "powersave,performance"
@@ -632,6 +696,7 @@ mod tests {
             "dirty_background_bytes 67108864, dirty_bytes 268435456"
         );
         assert_eq!(by_name(&findings, "cpu_governor").status, Status::Info);
+        assert_eq!(by_name(&findings, "cpu_idle").value, "no cpuidle");
         assert!(
             by_name(&findings, "nic_irq_affinity")
                 .value

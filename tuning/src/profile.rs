@@ -2,7 +2,7 @@
 //!
 //! A profile is `key = value` lines with `#` comments saying why. A key is a sysctl name
 //! (`net.core.somaxconn`, written to `/proc/sys/net/core/somaxconn`) or an absolute
-//! `/sys` path. `plan` compares each with the machine (through `Probe` roots) and keeps
+//! `/sys` path; a leading `?` marks a key set only where its file exists. `plan` compares each with the machine (through `Probe` roots) and keeps
 //! only what differs; `apply` writes those values and stops at the first failure,
 //! naming the file and the reason. Nothing is written without the caller's go-ahead.
 
@@ -21,6 +21,9 @@ pub const PROFILES: &[(&str, &str)] = &[
 pub struct Setting {
     pub key: String,
     pub value: String,
+    /// Written with a leading `?`: set only where the file exists (a knob some
+    /// kernels or machines lack, such as a VM's haltpoll driver).
+    pub optional: bool,
 }
 
 /// Parses a profile; the error names the line.
@@ -38,12 +41,17 @@ pub fn parse(text: &str) -> Result<Vec<Setting>, String> {
             ));
         };
         let (key, value) = (key.trim(), value.trim());
+        let (key, optional) = match key.strip_prefix('?') {
+            Some(key) => (key.trim(), true),
+            None => (key, false),
+        };
         if key.is_empty() || value.is_empty() {
             return Err(format!("line {}: empty key or value", number + 1));
         }
         settings.push(Setting {
             key: key.to_string(),
             value: value.to_string(),
+            optional,
         });
     }
     Ok(settings)
@@ -112,7 +120,8 @@ fn last_number(value: &str) -> Option<u64> {
 }
 
 /// The changes that bring the machine to `settings`: settings already in force are left
-/// out; settings whose file is missing are kept with `current: None` (apply reports them).
+/// out; settings whose file is missing are kept with `current: None` (apply reports them),
+/// except optional ones, which are left out too.
 pub fn plan(probe: &Probe, settings: &[Setting]) -> Vec<Change> {
     settings
         .iter()
@@ -134,12 +143,14 @@ pub fn plan(probe: &Probe, settings: &[Setting]) -> Vec<Change> {
                     .and_then(last_number)
                     .zip(last_number(&wanted))
                     .is_some_and(|(current, wanted)| current >= wanted);
-            (current.as_deref() != Some(wanted.as_str()) && !already_larger).then(|| Change {
-                key: setting.key.clone(),
-                path,
-                current,
-                wanted,
-            })
+            let absent_optional = setting.optional && current.is_none();
+            (current.as_deref() != Some(wanted.as_str()) && !already_larger && !absent_optional)
+                .then(|| Change {
+                    key: setting.key.clone(),
+                    path,
+                    current,
+                    wanted,
+                })
         })
         .collect()
 }
@@ -225,7 +236,8 @@ mod tests {
         ]);
         let settings = parse(
             "vm.swappiness = 1\nnet.core.somaxconn = 4096\nnet.ipv4.tcp_rmem = 4096 131072 16777216\n\
-             /sys/kernel/mm/transparent_hugepage/enabled = madvise\nnet.core.busy_poll = 50\n",
+             /sys/kernel/mm/transparent_hugepage/enabled = madvise\nnet.core.busy_poll = 50\n\
+             ? /sys/module/haltpoll/parameters/guest_halt_poll_ns = 200000\n",
         )
         .expect("parses");
         let changes = plan(&probe, &settings);
@@ -264,5 +276,17 @@ mod tests {
         assert_eq!(plan(&probe, &settings[..1]), vec![]);
         assert!(apply(&changes[..2]).is_ok());
         assert_eq!(plan(&probe, &settings[..4]), vec![]);
+        // An optional key is left out where its file is missing (above) and planned
+        // where it exists.
+        let (_vm, vm_probe) =
+            fake_tree(&[("sys/module/haltpoll/parameters/guest_halt_poll_ns", "0\n")]);
+        let optional = &settings[5];
+        assert!(optional.optional);
+        let changes = plan(&vm_probe, std::slice::from_ref(optional));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            changes[0].command(),
+            "echo 200000 > /sys/module/haltpoll/parameters/guest_halt_poll_ns"
+        );
     }
 }

@@ -37,3 +37,4 @@ pub mod routing;
 pub mod send_file;
 pub mod server;
 pub mod shard;
+pub mod turns;

@@ -24,6 +24,7 @@ use crate::event::Event;
 pub use crate::replication::leader::FollowerFetch as ReplicaFetchAnswer;
 use crate::replication::leader::{AlterPartition, LeaderConfig, LeaderState};
 use crate::replication::{NO_LEADER, NodeId, PartitionRegistration, ReplicationError};
+use crate::turns::Turns;
 
 /// Offsets a ListOffsets request can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +70,8 @@ pub struct Partition {
     pub topic: String,
     pub index: i32,
     log: RwLock<PartitionLog>,
+    /// Appends write in the order they arrived on this shard (see `turns.rs`).
+    append_turns: Turns,
     /// Fired after every append; long-poll fetches wait on it.
     pub appended: Rc<Event>,
     log_end_offset: Cell<i64>,
@@ -139,6 +142,7 @@ impl Partition {
             recovery_point: Cell::new(log.recovery_point()),
             first_dirty_offset: Cell::new(None),
             log: RwLock::new(log),
+            append_turns: Turns::default(),
             appended: Event::new(),
             closed: Cell::new(false),
             space,
@@ -481,8 +485,11 @@ impl Partition {
         }
     }
 
-    /// Validates and appends one produce request's records for this partition.
+    /// Validates and appends one produce request's records for this partition. Appends
+    /// are written in the order of their first poll: the turn is taken before any await,
+    /// so a caller that polled this once has its place behind the earlier appends.
     pub async fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendInfo, StorageError> {
+        let turn = self.append_turns.take();
         // The floor exists so the broker's own records (committed offsets, group state)
         // still fit: only client topics are refused.
         if self.space.is_low() && !self.topic.starts_with("__") {
@@ -492,6 +499,7 @@ impl Partition {
                 available_bytes: self.space.available_bytes(),
             });
         }
+        turn.wait().await;
         let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
         if self.closed.get() {
             return Err(self.closed_error());
@@ -795,5 +803,58 @@ impl Partition {
         self.appended.notify_all();
         self.committed.notify_all();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_storage::LogConfig;
+    use weir_storage::batch::{SimpleRecord, encode_batch};
+
+    fn batch(value: &[u8]) -> Bytes {
+        encode_batch(
+            0,
+            &[SimpleRecord {
+                timestamp_ms: 1,
+                key: None,
+                value: Some(value.to_vec()),
+            }],
+        )
+        .into()
+    }
+
+    #[test]
+    fn appends_are_written_in_the_order_they_were_first_polled() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .make()
+            .expect("a glommio executor")
+            .run(async move {
+                let (log, _) = PartitionLog::open(
+                    dir.path().join("t-0"),
+                    LogConfig::default(),
+                    None,
+                    None,
+                    false,
+                )
+                .await
+                .expect("log");
+                let partition = Partition::new("t".into(), 0, log, Rc::new(DirSpace::default()));
+                let mut first = std::pin::pin!(partition.append(batch(b"a"), 1));
+                let mut second = std::pin::pin!(partition.append(batch(b"b"), 1));
+                let mut third = std::pin::pin!(partition.append(batch(b"c"), 1));
+                // The first is writing, the second waits behind it.
+                assert!(futures::poll!(first.as_mut()).is_pending());
+                assert!(futures::poll!(second.as_mut()).is_pending());
+                assert_eq!(first.as_mut().await.expect("appended").base_offset, 0);
+                // The third arrives after the second but is polled first, with the log
+                // lock free: it still waits for its turn (a plain lock would let it in).
+                assert!(futures::poll!(third.as_mut()).is_pending());
+                let (second, third) = futures::join!(second, third);
+                assert_eq!(second.expect("appended").base_offset, 1);
+                assert_eq!(third.expect("appended").base_offset, 2);
+            });
     }
 }

@@ -177,8 +177,34 @@ impl Shard {
         F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
         Fut: Future<Output = R> + 'static,
     {
+        self.invoke_on_in_order(target, work, &std::cell::Cell::new(false))
+            .await
+    }
+
+    /// `invoke_on` that sets `ordered` once `work` has started in order behind the work
+    /// sent to `target` before: after its first poll here, or once it is in the channel
+    /// to `target` (whose tasks start in the order they arrive). Work that takes its
+    /// place in a line before its first await (`Partition::append`) is then queued
+    /// behind every earlier call's.
+    pub async fn invoke_on_in_order<R, F, Fut>(
+        self: &Rc<Self>,
+        target: usize,
+        work: F,
+        ordered: &std::cell::Cell<bool>,
+    ) -> Result<R, ShardGone>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
         if target == self.id {
-            return Ok(work(self.clone()).await);
+            let mut work = std::pin::pin!(work(self.clone()));
+            return Ok(futures::future::poll_fn(|context| {
+                let polled = work.as_mut().poll(context);
+                ordered.set(true);
+                polled
+            })
+            .await);
         }
         let (reply, answer) = oneshot::channel();
         let task: ShardTask = Box::new(move |shard| {
@@ -189,7 +215,9 @@ impl Shard {
         let sender = self.senders[target]
             .as_ref()
             .expect("every other shard has a sender");
-        if sender.send(task).await.is_err() {
+        let sent = sender.send(task).await;
+        ordered.set(true);
+        if sent.is_err() {
             return Err(ShardGone { shard: target });
         }
         answer.await.map_err(|_| ShardGone { shard: target })

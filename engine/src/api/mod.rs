@@ -395,14 +395,16 @@ pub async fn dispatch(
             let (_header, request) =
                 decode_request::<ProduceRequest>(frame, key, version, "ProduceRequest")?;
             let acks = request.acks;
-            let appended = produce::append(shard, request).await;
+            let appending = produce::append(shard, request).await;
             if acks == 0 {
+                // No answer to owe: finishing here bounds what one connection queues.
+                appending.finish().await;
                 return Ok(None);
             }
-            // Waiting for the ISR (acks=all) does not hold up the connection's next
-            // requests; the answer is written in request order.
+            // Writing, and waiting for the ISR (acks=all), do not hold up the
+            // connection's next requests; the answer is written in request order.
             Ok(Some(Response::Later(Box::pin(async move {
-                let response = appended.respond(version).await;
+                let response = appending.finish().await.respond(version).await;
                 respond(correlation_id, version, &response, "ProduceResponse")
             }))))
         }

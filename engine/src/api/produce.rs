@@ -10,15 +10,20 @@
 //! acks=all answers once the ISR has the records (the high watermark passed them).
 //! NOT_LEADER_OR_FOLLOWER carries the current leader and its endpoint (KIP-951, v10+).
 //!
-//! A request runs in two steps: [`append`] writes every partition's records (the
-//! connection waits for it, so appends keep the connection's request order), then
-//! [`Appended::respond`] waits for the ISR (acks=all) and builds the answer. The
-//! connection reads and appends its next requests while earlier ones wait for their
-//! replicas, and answers in request order (see `conn.rs`).
+//! A request runs in three steps. [`append`] hands every partition's records to its
+//! owner shard and returns once each has its place in its partition's line of appends
+//! (`Partition::append` takes a turn before its first await; see `turns.rs`), so the
+//! connection can hand over its next request while this one is still being written,
+//! and the records still land in request order. [`Appending::finish`] waits for the
+//! writes; [`Appended::respond`] waits for the ISR (acks=all) and builds the answer.
+//! The connection answers in request order (see `conn.rs`).
 
+use std::cell::Cell;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures::future::LocalBoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
@@ -57,8 +62,81 @@ pub struct Appended {
     topics: Vec<(TopicName, Vec<(i32, PartitionResult)>)>,
 }
 
-/// Validates and appends every partition's records (acks=all: not yet acknowledged).
-pub async fn append(shard: &Rc<Shard>, request: ProduceRequest) -> Appended {
+/// One partition's append under way.
+struct Pending {
+    /// Set once the append has its place in the partition's line.
+    ordered: Rc<Cell<bool>>,
+    future: LocalBoxFuture<'static, PartitionResult>,
+    result: Option<PartitionResult>,
+}
+
+impl Pending {
+    fn poll(&mut self, context: &mut Context<'_>) {
+        if self.result.is_none()
+            && let Poll::Ready(result) = self.future.as_mut().poll(context)
+        {
+            self.result = Some(result);
+        }
+    }
+}
+
+/// A produce request whose appends are queued in order on their owner shards.
+pub struct Appending {
+    shard: Rc<Shard>,
+    metadata: Arc<ClusterMetadata>,
+    acks_all: bool,
+    timeout: std::time::Duration,
+    topics: Vec<(TopicName, Vec<(i32, Pending)>)>,
+}
+
+impl Appending {
+    fn pending(&mut self) -> impl Iterator<Item = &mut Pending> {
+        self.topics
+            .iter_mut()
+            .flat_map(|(_, partitions)| partitions.iter_mut().map(|(_, pending)| pending))
+    }
+
+    /// Waits until every partition's records are written (or refused).
+    pub async fn finish(mut self) -> Appended {
+        futures::future::poll_fn(|context| {
+            let mut done = true;
+            for pending in self.pending() {
+                pending.poll(context);
+                done &= pending.result.is_some();
+            }
+            if done { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await;
+        let Appending {
+            shard,
+            metadata,
+            acks_all,
+            timeout,
+            topics,
+        } = self;
+        let topics = topics
+            .into_iter()
+            .map(|(name, partitions)| {
+                let partitions = partitions
+                    .into_iter()
+                    .map(|(index, pending)| (index, pending.result.expect("finished")))
+                    .collect();
+                (name, partitions)
+            })
+            .collect();
+        Appended {
+            shard,
+            metadata,
+            acks_all,
+            timeout,
+            topics,
+        }
+    }
+}
+
+/// Validates every partition's records and queues their appends on the owner shards;
+/// returns once every append has its place in line (see the module comment).
+pub async fn append(shard: &Rc<Shard>, request: ProduceRequest) -> Appending {
     let acks_valid = matches!(request.acks, -1..=1);
     let acks_all = request.acks == -1;
     let timeout = std::time::Duration::from_millis(request.timeout_ms.max(0) as u64);
@@ -98,8 +176,12 @@ pub async fn append(shard: &Rc<Shard>, request: ProduceRequest) -> Appended {
                     None
                 }
             });
-            async move {
-                let index = partition_data.index;
+            let ordered = Rc::new(Cell::new(false));
+            let in_line = ordered.clone();
+            let shard = shard.clone();
+            let index = partition_data.index;
+            let future = async move {
+                let shard = &shard;
                 let result: PartitionResult = if !acks_valid {
                     Err((
                         ResponseError::InvalidRequiredAcks.code(),
@@ -110,7 +192,7 @@ pub async fn append(shard: &Rc<Shard>, request: ProduceRequest) -> Appended {
                 } else {
                     match (topic_exists, partition_data.records) {
                         (Some(count), Some(records)) if index >= 0 && index < count => {
-                            append_on_owner(shard, name, index, records, acks_all).await
+                            append_on_owner(shard, name, index, records, acks_all, &in_line).await
                         }
                         (Some(count), None) if index >= 0 && index < count => Err((
                             ResponseError::CorruptMessage.code(),
@@ -122,19 +204,38 @@ pub async fn append(shard: &Rc<Shard>, request: ProduceRequest) -> Appended {
                         )),
                     }
                 };
-                (index, result)
-            }
+                result
+            };
+            let pending = Pending {
+                ordered,
+                future: Box::pin(future),
+                result: None,
+            };
+            (index, pending)
         });
-        let results = futures::future::join_all(appends).await;
-        topics.push((topic_data.name, results));
+        topics.push((topic_data.name, appends.collect()));
     }
-    Appended {
+    let mut appending = Appending {
         shard: shard.clone(),
         metadata,
         acks_all,
         timeout,
         topics,
-    }
+    };
+    futures::future::poll_fn(|context| {
+        let mut in_line = true;
+        for pending in appending.pending() {
+            pending.poll(context);
+            in_line &= pending.result.is_some() || pending.ordered.get();
+        }
+        if in_line {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    appending
 }
 
 impl Appended {
@@ -261,27 +362,34 @@ async fn append_on_owner(
     index: i32,
     records: Bytes,
     acks_all: bool,
+    ordered: &Cell<bool>,
 ) -> PartitionResult {
-    on_owner(shard, topic, index, move |partition, topic| async move {
-        if let Err(error) = partition.check_produce(acks_all) {
-            return Err((
-                replication_error_code(&error),
-                format!("{error} ({topic}-{index})"),
-            ));
-        }
-        match partition.append(records, now_ms()).await {
-            Ok(info) => Ok(PartitionAppend {
-                base_offset: info.base_offset,
-                last_offset: info.last_offset,
-                log_append_time_ms: info.log_append_time_ms,
-                log_start_offset: partition.log_start_offset(),
-            }),
-            Err(error) => {
-                tracing::debug!(topic = %topic, partition = index, %error, "produce rejected");
-                Err((storage_error_code(&error), error.to_string()))
+    on_owner(
+        shard,
+        topic,
+        index,
+        ordered,
+        move |partition, topic| async move {
+            if let Err(error) = partition.check_produce(acks_all) {
+                return Err((
+                    replication_error_code(&error),
+                    format!("{error} ({topic}-{index})"),
+                ));
             }
-        }
-    })
+            match partition.append(records, now_ms()).await {
+                Ok(info) => Ok(PartitionAppend {
+                    base_offset: info.base_offset,
+                    last_offset: info.last_offset,
+                    log_append_time_ms: info.log_append_time_ms,
+                    log_start_offset: partition.log_start_offset(),
+                }),
+                Err(error) => {
+                    tracing::debug!(topic = %topic, partition = index, %error, "produce rejected");
+                    Err((storage_error_code(&error), error.to_string()))
+                }
+            }
+        },
+    )
     .await
 }
 
@@ -293,31 +401,39 @@ async fn acknowledged_on_owner(
     last_offset: i64,
     timeout: std::time::Duration,
 ) -> Result<(), (i16, String)> {
-    on_owner(shard, topic, index, move |partition, topic| async move {
-        match partition.wait_acknowledged(last_offset, timeout).await {
-            Ok(()) => Ok(()),
-            Err(AckError::Replication(error)) => Err((
-                replication_error_code(&error),
-                format!("{error} ({topic}-{index})"),
-            )),
-            Err(AckError::TimedOut) => Err((
-                ResponseError::RequestTimedOut.code(),
-                format!(
-                    "the in-sync replicas of {topic}-{index} did not acknowledge within {} ms",
-                    timeout.as_millis()
-                ),
-            )),
-        }
-    })
+    on_owner(
+        shard,
+        topic,
+        index,
+        &Cell::new(false),
+        move |partition, topic| async move {
+            match partition.wait_acknowledged(last_offset, timeout).await {
+                Ok(()) => Ok(()),
+                Err(AckError::Replication(error)) => Err((
+                    replication_error_code(&error),
+                    format!("{error} ({topic}-{index})"),
+                )),
+                Err(AckError::TimedOut) => Err((
+                    ResponseError::RequestTimedOut.code(),
+                    format!(
+                        "the in-sync replicas of {topic}-{index} did not acknowledge within {} ms",
+                        timeout.as_millis()
+                    ),
+                )),
+            }
+        },
+    )
     .await
 }
 
 /// Runs `work` on the shard that owns `topic`-`index`, with the partition; a partition
 /// this broker does not host (or a shard that is gone) is NOT_LEADER_OR_FOLLOWER.
+/// `ordered` as for `Shard::invoke_on_in_order`.
 async fn on_owner<T, F, Fut>(
     shard: &Rc<Shard>,
     topic: String,
     index: i32,
+    ordered: &Cell<bool>,
     work: F,
 ) -> Result<T, (i16, String)>
 where
@@ -327,15 +443,19 @@ where
 {
     let owner = shard.owner_of(&topic, index);
     shard
-        .invoke_on(owner, move |owner_shard| async move {
-            let Some(partition) = owner_shard.partition(&topic, index) else {
-                return Err((
-                    ResponseError::NotLeaderOrFollower.code(),
-                    format!("This server is not the leader for {topic}-{index}."),
-                ));
-            };
-            work(partition, topic).await
-        })
+        .invoke_on_in_order(
+            owner,
+            move |owner_shard| async move {
+                let Some(partition) = owner_shard.partition(&topic, index) else {
+                    return Err((
+                        ResponseError::NotLeaderOrFollower.code(),
+                        format!("This server is not the leader for {topic}-{index}."),
+                    ));
+                };
+                work(partition, topic).await
+            },
+            ordered,
+        )
         .await
         .unwrap_or_else(|gone| Err((ResponseError::NotLeaderOrFollower.code(), gone.to_string())))
 }

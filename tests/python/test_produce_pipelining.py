@@ -1,0 +1,88 @@
+"""Pipelined produce requests on one connection land and are answered in request order.
+
+Goal: a connection hands its next produce request to the partitions' owner shards
+while the previous one is still being written (api/produce.rs, turns.rs), so the
+records of back-to-back requests must still land in request order on every
+partition, idempotent sequences must never look out of order, and the answers must
+come back in request order, interleaved with other APIs.
+
+Method: a broker with 2 shards and a 4-partition topic (partitions on both shards);
+one raw connection writes hundreds of acks=1 produce requests (and ApiVersions
+between them) without reading, then reads every answer; then Fetch reads each
+partition back. A second run pipelines 100 idempotent batches to one partition.
+"""
+
+from __future__ import annotations
+
+import kproto
+import support
+
+PARTITIONS = 4
+REQUESTS = 400
+
+
+def fetch_values(conn: kproto.Connection, topic: str, partition: int) -> list[bytes]:
+    values: list[bytes] = []
+    offset = 0
+    while True:
+        body = kproto.encode_fetch_request(4, topic, partition, offset, max_wait_ms=0)
+        (fetched,) = kproto.decode_fetch_response(conn.request(kproto.FETCH, 4, body), 4)
+        assert fetched.error_code == 0, fetched
+        batches = fetched.batches()
+        if not batches:
+            return values
+        for batch in batches:
+            values.extend(record.value for record in batch.records())
+            offset = batch.base_offset + batch.last_offset_delta + 1
+
+
+def test_pipelined_produce_requests_land_and_answer_in_request_order(make_broker):
+    broker = make_broker(shards=2)
+    topic = support.unique_topic("pipelined-acks1")
+    support.create_topic(broker.bootstrap, topic, PARTITIONS)
+    sent = []  # (kind, correlation id, partition)
+    with broker.connect(timeout_s=30) as conn:
+        for i in range(REQUESTS):
+            partition = i % PARTITIONS
+            batch = kproto.build_batch([(None, f"{i}".encode(), 0)])
+            body = kproto.encode_produce_request(9, topic, partition, batch, acks=1)
+            sent.append(("produce", conn.send(kproto.PRODUCE, 9, body), partition))
+            if i % 50 == 0:
+                versions = kproto.encode_api_versions_request(3)
+                sent.append(("versions", conn.send(kproto.API_VERSIONS, 3, versions), None))
+        offsets: dict[int, list[int]] = {p: [] for p in range(PARTITIONS)}
+        for kind, correlation_id, partition in sent:
+            if kind == "versions":
+                reader = conn.recv_response(correlation_id, flexible_header=False)
+                assert kproto.decode_api_versions_response(reader, 3)[0] == 0
+                continue
+            reader = conn.recv_response(correlation_id, flexible_header=True)
+            (response,) = kproto.decode_produce_response(reader, 9)
+            assert response.error_code == 0, response
+            offsets[partition].append(response.base_offset)
+        per_partition = REQUESTS // PARTITIONS
+        for partition in range(PARTITIONS):
+            assert offsets[partition] == list(range(per_partition)), (partition, offsets[partition])
+            expected = [f"{i}".encode() for i in range(partition, REQUESTS, PARTITIONS)]
+            assert fetch_values(conn, topic, partition) == expected
+
+
+def test_pipelined_idempotent_batches_keep_their_sequence_order(make_broker):
+    broker = make_broker(shards=2)
+    topic = support.unique_topic("pipelined-idempotent")
+    support.create_topic(broker.bootstrap, topic, 1)
+    with broker.connect(timeout_s=30) as conn:
+        producer = kproto.init_producer_id(conn)
+        assert producer.error_code == 0, producer
+        ids = []
+        for sequence in range(100):
+            batch = kproto.build_idempotent_batch([(None, f"{sequence}".encode(), 0)],
+                                                  producer.producer_id, producer.producer_epoch,
+                                                  sequence)
+            body = kproto.encode_produce_request(9, topic, 0, batch, acks=-1)
+            ids.append(conn.send(kproto.PRODUCE, 9, body))
+        for sequence, correlation_id in enumerate(ids):
+            (response,) = kproto.decode_produce_response(
+                conn.recv_response(correlation_id, flexible_header=True), 9)
+            assert (response.error_code, response.base_offset) == (0, sequence), response
+        assert fetch_values(conn, topic, 0) == [f"{i}".encode() for i in range(100)]

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use glommio::sync::RwLock;
+use glommio::sync::{RwLock, RwLockReadGuard};
 use weir_storage::cleaner::{CleanedSegment, CleaningPlan};
 use weir_storage::producer_state::ProducerEntry;
 use weir_storage::{
@@ -72,6 +72,10 @@ pub struct Partition {
     log: RwLock<PartitionLog>,
     /// Appends write in the order they arrived on this shard (see `turns.rs`).
     append_turns: Turns,
+    /// Readers waiting for the log lock; an append whose turn comes lets them in first.
+    readers_waiting: Cell<usize>,
+    /// Fired when no reader is waiting any more.
+    readers_admitted: Event,
     /// Fired after every append; long-poll fetches wait on it.
     pub appended: Rc<Event>,
     log_end_offset: Cell<i64>,
@@ -143,6 +147,8 @@ impl Partition {
             first_dirty_offset: Cell::new(None),
             log: RwLock::new(log),
             append_turns: Turns::default(),
+            readers_waiting: Cell::new(0),
+            readers_admitted: Event::default(),
             appended: Event::new(),
             closed: Cell::new(false),
             space,
@@ -374,7 +380,7 @@ impl Partition {
 
     /// The log's epochs (for a follower's fetch).
     pub async fn leader_epochs(&self) -> Result<Vec<(i32, i64)>, StorageError> {
-        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        let log = self.read_log().await?;
         Ok(log.leader_epochs().to_vec())
     }
 
@@ -451,7 +457,7 @@ impl Partition {
 
     /// OffsetForLeaderEpoch: where `epoch` ends in this log (see `weir_storage::epochs`).
     pub async fn end_offset_for_epoch(&self, epoch: i32) -> Result<(i32, i64), StorageError> {
-        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        let log = self.read_log().await?;
         Ok(weir_storage::epochs::end_offset_for_epoch(
             log.leader_epochs(),
             epoch,
@@ -477,6 +483,24 @@ impl Partition {
         self.high_watermark.get()
     }
 
+    /// The log for reading, counted among the waiting readers until it is granted so
+    /// that appends let it in first (see `append`).
+    async fn read_log(&self) -> Result<RwLockReadGuard<'_, PartitionLog>, StorageError> {
+        struct Waiting<'a>(&'a Partition);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                let waiting = self.0.readers_waiting.get() - 1;
+                self.0.readers_waiting.set(waiting);
+                if waiting == 0 {
+                    self.0.readers_admitted.notify_all();
+                }
+            }
+        }
+        self.readers_waiting.set(self.readers_waiting.get() + 1);
+        let _waiting = Waiting(self);
+        self.log.read().await.map_err(|_| self.closed_error())
+    }
+
     fn closed_error(&self) -> StorageError {
         StorageError::Io {
             op: "use a closed partition",
@@ -500,6 +524,13 @@ impl Partition {
             });
         }
         turn.wait().await;
+        // Readers first. A released lock wakes a waiting reader, but an append polled
+        // before that reader runs (the next one of a pipelining connection, in the same
+        // task) would take the free lock again, and under a steady produce a tailing
+        // consumer waited tens of milliseconds for every read.
+        while self.readers_waiting.get() > 0 {
+            self.readers_admitted.listen().await;
+        }
         let mut log = self.log.write().await.map_err(|_| self.closed_error())?;
         if self.closed.get() {
             return Err(self.closed_error());
@@ -548,7 +579,7 @@ impl Partition {
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadResult, StorageError> {
-        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        let log = self.read_log().await?;
         log.read(offset, max_bytes, true, log.log_end_offset())
             .await
     }
@@ -559,7 +590,7 @@ impl Partition {
         offset: i64,
         max_bytes: usize,
     ) -> Result<SliceResult, StorageError> {
-        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        let log = self.read_log().await?;
         log.read_slice(offset, max_bytes, true, log.log_end_offset())
             .await
     }
@@ -571,7 +602,7 @@ impl Partition {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<ReadResult, StorageError> {
-        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        let log = self.read_log().await?;
         log.read(offset, max_bytes, min_one_batch, self.high_watermark())
             .await
     }
@@ -583,7 +614,7 @@ impl Partition {
         max_bytes: usize,
         min_one_batch: bool,
     ) -> Result<SliceResult, StorageError> {
-        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        let log = self.read_log().await?;
         log.read_slice(offset, max_bytes, min_one_batch, self.high_watermark())
             .await
     }
@@ -611,11 +642,11 @@ impl Partition {
             OffsetQuery::Latest => Ok((self.high_watermark(), -1)),
             OffsetQuery::LogEnd => Ok((self.log_end_offset(), -1)),
             OffsetQuery::MaxTimestamp => {
-                let log = self.log.read().await.map_err(|_| self.closed_error())?;
+                let log = self.read_log().await?;
                 Ok(log.max_timestamp().await?.unwrap_or((-1, -1)))
             }
             OffsetQuery::Timestamp(timestamp) => {
-                let log = self.log.read().await.map_err(|_| self.closed_error())?;
+                let log = self.read_log().await?;
                 Ok(log
                     .offset_for_timestamp(timestamp)
                     .await?
@@ -645,7 +676,7 @@ impl Partition {
 
     /// The idempotent producers of this partition, for DescribeProducers.
     pub async fn producers(&self) -> Result<Vec<ProducerEntry>, StorageError> {
-        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        let log = self.read_log().await?;
         Ok(log.producers().entries().into_iter().cloned().collect())
     }
 
@@ -663,7 +694,7 @@ impl Partition {
         now_ms: i64,
     ) -> Result<Option<RetiredSegments>, StorageError> {
         {
-            let log = self.log.read().await.map_err(|_| self.closed_error())?;
+            let log = self.read_log().await?;
             if self.closed.get() || !log.has_old_segments(now_ms, self.high_watermark()) {
                 return Ok(None);
             }
@@ -765,7 +796,7 @@ impl Partition {
         &self,
         now_ms: i64,
     ) -> Result<Option<(CleaningPlan, f64)>, StorageError> {
-        let log = self.log.read().await.map_err(|_| self.closed_error())?;
+        let log = self.read_log().await?;
         if self.closed.get() || !log.config().cleanup_compact {
             return Ok(None);
         }
@@ -824,8 +855,8 @@ mod tests {
         .into()
     }
 
-    #[test]
-    fn appends_are_written_in_the_order_they_were_first_polled() {
+    /// Runs `test` with a fresh partition `t-0` (a single node: the log end is readable).
+    fn with_partition<F: std::future::Future<Output = ()>>(test: impl FnOnce(Rc<Partition>) -> F) {
         let dir = tempfile::tempdir().expect("temp dir");
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .io_memory(512 << 10)
@@ -841,20 +872,64 @@ mod tests {
                 )
                 .await
                 .expect("log");
-                let partition = Partition::new("t".into(), 0, log, Rc::new(DirSpace::default()));
-                let mut first = std::pin::pin!(partition.append(batch(b"a"), 1));
-                let mut second = std::pin::pin!(partition.append(batch(b"b"), 1));
-                let mut third = std::pin::pin!(partition.append(batch(b"c"), 1));
-                // The first is writing, the second waits behind it.
-                assert!(futures::poll!(first.as_mut()).is_pending());
-                assert!(futures::poll!(second.as_mut()).is_pending());
-                assert_eq!(first.as_mut().await.expect("appended").base_offset, 0);
-                // The third arrives after the second but is polled first, with the log
-                // lock free: it still waits for its turn (a plain lock would let it in).
-                assert!(futures::poll!(third.as_mut()).is_pending());
-                let (second, third) = futures::join!(second, third);
-                assert_eq!(second.expect("appended").base_offset, 1);
-                assert_eq!(third.expect("appended").base_offset, 2);
+                test(Partition::new(
+                    "t".into(),
+                    0,
+                    log,
+                    Rc::new(DirSpace::default()),
+                ))
+                .await
             });
+    }
+
+    #[test]
+    fn appends_are_written_in_the_order_they_were_first_polled() {
+        with_partition(|partition| async move {
+            let mut first = std::pin::pin!(partition.append(batch(b"a"), 1));
+            let mut second = std::pin::pin!(partition.append(batch(b"b"), 1));
+            let mut third = std::pin::pin!(partition.append(batch(b"c"), 1));
+            // The first is writing, the second waits behind it.
+            assert!(futures::poll!(first.as_mut()).is_pending());
+            assert!(futures::poll!(second.as_mut()).is_pending());
+            assert_eq!(first.as_mut().await.expect("appended").base_offset, 0);
+            // The third arrives after the second but is polled first, with the log
+            // lock free: it still waits for its turn (a plain lock would let it in).
+            assert!(futures::poll!(third.as_mut()).is_pending());
+            let (second, third) = futures::join!(second, third);
+            assert_eq!(second.expect("appended").base_offset, 1);
+            assert_eq!(third.expect("appended").base_offset, 2);
+        });
+    }
+
+    #[test]
+    fn a_reader_waiting_for_the_log_goes_before_the_next_append() {
+        with_partition(|partition| async move {
+            let mut first = std::pin::pin!(partition.append(batch(b"a"), 1));
+            assert!(futures::poll!(first.as_mut()).is_pending(), "writing");
+            let mut read = std::pin::pin!(partition.read_to_end(0, 1 << 20));
+            assert!(
+                futures::poll!(read.as_mut()).is_pending(),
+                "the append holds the log"
+            );
+            let mut second = std::pin::pin!(partition.append(batch(b"b"), 1));
+            assert!(futures::poll!(second.as_mut()).is_pending());
+            first.as_mut().await.expect("appended");
+            // The next append is polled before the woken reader runs: it must not take
+            // the log back (it did, and a tailing consumer starved under steady produce).
+            let order = std::cell::RefCell::new(Vec::new());
+            let second = async {
+                let appended = second.await.expect("appended");
+                order.borrow_mut().push("append");
+                appended
+            };
+            let read = async {
+                let read = read.await.expect("read");
+                order.borrow_mut().push("read");
+                read
+            };
+            let (appended, read) = futures::join!(second, read);
+            assert_eq!(order.into_inner(), ["read", "append"]);
+            assert_eq!((read.log_end_offset, appended.base_offset), (1, 1));
+        });
     }
 }

@@ -2,7 +2,7 @@
 
 Goal: an operator runs one command and sees, for each setting that matters to a
 broker (memlock, io_uring, accept queue, socket buffers, swapping, dirty pages,
-transparent hugepages, CPU governor, cores/NUMA, NIC IRQs, open files), its value,
+transparent hugepages, CPU governor, idle states (a VM's halt polling), cores/NUMA, NIC IRQs, open files), its value,
 the recommendation and — when it needs changing — the command that changes it.
 
 Method: run the real binary on this machine; parse every line; cross-check values
@@ -20,7 +20,8 @@ from conftest import WEIR_BIN
 
 CHECKS = ["memlock", "io_uring", "net.core.somaxconn", "net.core.rmem_max", "net.core.wmem_max",
           "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "vm.swappiness", "vm.dirty_ratio",
-          "transparent_hugepage", "cpu_governor", "cores_and_numa", "nic_irq_affinity", "open_files"]
+          "transparent_hugepage", "cpu_governor", "cpu_idle", "cores_and_numa", "nic_irq_affinity",
+          "open_files"]
 LINE = re.compile(r"^\[\s*(ok|warn|info)\] ([a-z0-9_.]+): (.*) \(recommended: (.*)\)$")
 
 
@@ -58,6 +59,12 @@ def test_tune_check_reports_every_setting_once_with_fixes_for_warnings():
     assert findings["vm.swappiness"][0] == ("ok" if swappiness <= 1 else "warn")
     if swappiness > 1:
         assert findings["vm.swappiness"][2] == "sysctl -w vm.swappiness=1"
+
+    driver = pathlib.Path("/sys/devices/system/cpu/cpuidle/current_driver")
+    if driver.exists() and driver.read_text().strip() == "haltpoll":
+        poll_ns = int(pathlib.Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns").read_text())
+        assert findings["cpu_idle"][:2] == ("ok" if poll_ns >= 200_000 else "warn",
+                                            f"haltpoll, guest_halt_poll_ns {poll_ns}")
 
     strict = tune("check", "--fail-on-warn")
     assert strict.stdout == result.stdout

@@ -177,7 +177,10 @@ impl Shard {
         F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
         Fut: Future<Output = R> + 'static,
     {
-        self.invoke_on_in_order(target, work, &std::cell::Cell::new(false))
+        if target == self.id {
+            return Ok(work(self.clone()).await);
+        }
+        self.send_to(target, work, &std::cell::Cell::new(false))
             .await
     }
 
@@ -198,14 +201,29 @@ impl Shard {
         Fut: Future<Output = R> + 'static,
     {
         if target == self.id {
-            let mut work = std::pin::pin!(work(self.clone()));
-            return Ok(futures::future::poll_fn(|context| {
-                let polled = work.as_mut().poll(context);
-                ordered.set(true);
-                polled
-            })
-            .await);
+            // A task of its own, which glommio polls once right here, so it has its
+            // place before this returns. It then runs whether or not the caller is
+            // polled, as work sent to another shard does: a connection busy writing to
+            // a slow client must not keep a partition's append (and its log) waiting.
+            let task = glommio::spawn_local(work(self.clone())).detach();
+            ordered.set(true);
+            return task.await.ok_or(ShardGone { shard: self.id });
         }
+        self.send_to(target, work, ordered).await
+    }
+
+    /// Sends `work` to another shard; sets `ordered` once it is in the channel.
+    async fn send_to<R, F, Fut>(
+        self: &Rc<Self>,
+        target: usize,
+        work: F,
+        ordered: &std::cell::Cell<bool>,
+    ) -> Result<R, ShardGone>
+    where
+        R: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let task: ShardTask = Box::new(move |shard| {
             Box::pin(async move {

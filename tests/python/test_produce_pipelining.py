@@ -14,6 +14,10 @@ partition back. A second run pipelines 100 idempotent batches to one partition.
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import kproto
 import support
 
@@ -86,3 +90,47 @@ def test_pipelined_idempotent_batches_keep_their_sequence_order(make_broker):
                 conn.recv_response(correlation_id, flexible_header=True), 9)
             assert (response.error_code, response.base_offset) == (0, sequence), response
         assert fetch_values(conn, topic, 0) == [f"{i}".encode() for i in range(100)]
+
+
+def test_a_producer_that_never_reads_its_answers_does_not_hold_up_its_partition(make_broker):
+    # One shard: every append is local to the connection that sent it. The first
+    # connection pipelines produce requests without reading a single answer until its
+    # socket is full and the broker blocks writing to it; appends that connection had
+    # already handed over must still finish, or the partition's line would stop there.
+    broker = make_broker(shards=1)
+    topic = support.unique_topic("unread-answers")
+    support.create_topic(broker.bootstrap, topic, 1)
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect((broker.host, broker.port))
+    request = kproto.encode_request(
+        kproto.PRODUCE, 9, 1,
+        kproto.encode_produce_request(9, topic, 0, kproto.build_batch([(None, b"x" * 100, 0)]), acks=1))
+
+    def flood():
+        try:
+            while True:
+                stuck.sendall(request * 100)
+        except OSError:
+            pass  # closed at the end of the test
+
+    threading.Thread(target=flood, daemon=True).start()
+    with broker.connect(timeout_s=10) as other:
+        # Wait until the flooding connection no longer gets its appends written (its
+        # answers are not read, so the broker stops reading from it).
+        last, deadline = -1, time.monotonic() + 60
+        while True:
+            time.sleep(0.5)
+            end = kproto.list_offsets(other, topic, 0, -1)[2]
+            if end == last:
+                break
+            assert time.monotonic() < deadline, "the unread answers never filled the socket"
+            last = end
+        response = kproto.produce(other, topic, 0, kproto.build_batch([(None, b"after", 0)]),
+                                  acks=1, timeout_s=10)
+        assert response.error_code == 0, response
+        assert response.base_offset >= last
+        body = kproto.encode_fetch_request(4, topic, 0, response.base_offset, max_wait_ms=0)
+        (fetched,) = kproto.decode_fetch_response(other.request(kproto.FETCH, 4, body, 10), 4)
+        assert [record.value for batch in fetched.batches() for record in batch.records()] == [b"after"]
+    stuck.close()

@@ -2,11 +2,12 @@
 //!
 //! Requests are read through a buffered frame reader (so pipelined requests arrive in
 //! one syscall) and handled one at a time in arrival order; answers are written in that
-//! order, as Kafka does. A produce waiting for its replicas (acks=all) answers
-//! [`Response::Later`]: the connection owes that answer and meanwhile reads and handles
-//! the requests behind it (their records are appended behind the earlier ones), so a
-//! producer's in-flight requests share one replica round trip instead of taking one
-//! each. At most [`ANSWERS_OWED_MAX`] answers are owed before reading pauses. acks=0
+//! order, as Kafka does. A produce (acks=1 or all) answers [`Response::Later`] once its
+//! appends have their places in line (see `api/produce.rs`): the connection owes that
+//! answer and meanwhile reads and handles the requests behind it (their records are
+//! appended behind the earlier ones), so a producer's in-flight requests are written,
+//! and wait for their replicas, together instead of one after another. At most
+//! [`ANSWERS_OWED_MAX`] answers are owed before reading pauses. acks=0
 //! produce requests get no answer. A broken frame, an unknown API key or an unsupported
 //! version closes this connection only, with a log line.
 

@@ -42,7 +42,8 @@ SRC
 fi
 
 work=$(mktemp -d)
-trap 'kill -9 $broker 2>/dev/null && wait $broker 2>/dev/null; rm -rf "$work"' EXIT
+# The broker dies of the kill: its status must not become the script's (set -e).
+trap 'kill -9 $broker 2>/dev/null; wait $broker 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$bin" broker --override "log.dirs=$work/data" --override "listeners=PLAINTEXT://127.0.0.1:$port" \
     > "$work/stdout" 2> "$work/stderr" &

@@ -20,7 +20,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
@@ -52,69 +52,59 @@ type PartitionResult = Result<PartitionAppend, (i16, String)>;
 
 pub use weir_storage::now_ms;
 
-/// A produce request whose records are written: what is left is waiting for the ISR
-/// (acks=all) and answering.
-pub struct Appended {
+/// A produce request in one of its steps: `T` is each partition's state.
+pub struct Produce<T> {
     shard: Rc<Shard>,
     metadata: Arc<ClusterMetadata>,
     acks_all: bool,
     timeout: std::time::Duration,
-    topics: Vec<(TopicName, Vec<(i32, PartitionResult)>)>,
+    topics: Vec<(TopicName, Vec<(i32, T)>)>,
 }
 
+/// A produce request whose appends are queued in order on their owner shards.
+pub type Appending = Produce<Pending>;
+
+/// A produce request whose records are written: what is left is waiting for the ISR
+/// (acks=all) and answering.
+pub type Appended = Produce<PartitionResult>;
+
 /// One partition's append under way.
-struct Pending {
+pub struct Pending {
     /// Set once the append has its place in the partition's line.
     ordered: Rc<Cell<bool>>,
     future: LocalBoxFuture<'static, PartitionResult>,
     result: Option<PartitionResult>,
 }
 
-impl Pending {
-    fn poll(&mut self, context: &mut Context<'_>) {
-        if self.result.is_none()
-            && let Poll::Ready(result) = self.future.as_mut().poll(context)
-        {
-            self.result = Some(result);
-        }
-    }
-}
-
-/// A produce request whose appends are queued in order on their owner shards.
-pub struct Appending {
-    shard: Rc<Shard>,
-    metadata: Arc<ClusterMetadata>,
-    acks_all: bool,
-    timeout: std::time::Duration,
-    topics: Vec<(TopicName, Vec<(i32, Pending)>)>,
-}
-
 impl Appending {
-    fn pending(&mut self) -> impl Iterator<Item = &mut Pending> {
-        self.topics
-            .iter_mut()
-            .flat_map(|(_, partitions)| partitions.iter_mut().map(|(_, pending)| pending))
+    /// Polls every partition's append until `ready` holds for all of them.
+    async fn drive(&mut self, ready: fn(&Pending) -> bool) {
+        futures::future::poll_fn(|context| {
+            let mut all_ready = true;
+            for (_, partitions) in &mut self.topics {
+                for (_, pending) in partitions {
+                    if pending.result.is_none()
+                        && let Poll::Ready(result) = pending.future.as_mut().poll(context)
+                    {
+                        pending.result = Some(result);
+                    }
+                    all_ready &= ready(pending);
+                }
+            }
+            if all_ready {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Waits until every partition's records are written (or refused).
     pub async fn finish(mut self) -> Appended {
-        futures::future::poll_fn(|context| {
-            let mut done = true;
-            for pending in self.pending() {
-                pending.poll(context);
-                done &= pending.result.is_some();
-            }
-            if done { Poll::Ready(()) } else { Poll::Pending }
-        })
-        .await;
-        let Appending {
-            shard,
-            metadata,
-            acks_all,
-            timeout,
-            topics,
-        } = self;
-        let topics = topics
+        self.drive(|pending| pending.result.is_some()).await;
+        let topics = self
+            .topics
             .into_iter()
             .map(|(name, partitions)| {
                 let partitions = partitions
@@ -124,11 +114,11 @@ impl Appending {
                 (name, partitions)
             })
             .collect();
-        Appended {
-            shard,
-            metadata,
-            acks_all,
-            timeout,
+        Produce {
+            shard: self.shard,
+            metadata: self.metadata,
+            acks_all: self.acks_all,
+            timeout: self.timeout,
             topics,
         }
     }
@@ -215,33 +205,23 @@ pub async fn append(shard: &Rc<Shard>, request: ProduceRequest) -> Appending {
         });
         topics.push((topic_data.name, appends.collect()));
     }
-    let mut appending = Appending {
+    let mut appending = Produce {
         shard: shard.clone(),
         metadata,
         acks_all,
         timeout,
         topics,
     };
-    futures::future::poll_fn(|context| {
-        let mut in_line = true;
-        for pending in appending.pending() {
-            pending.poll(context);
-            in_line &= pending.result.is_some() || pending.ordered.get();
-        }
-        if in_line {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
+    appending
+        .drive(|pending| pending.result.is_some() || pending.ordered.get())
+        .await;
     appending
 }
 
 impl Appended {
     /// Waits until the ISR has every appended batch (acks=all), then answers.
     pub async fn respond(self, version: i16) -> ProduceResponse {
-        let Appended {
+        let Produce {
             shard,
             metadata,
             acks_all,

@@ -475,14 +475,19 @@ impl<'a> Cursor<'a> {
 
     #[inline(always)]
     fn unsigned_varint(&mut self, max_bytes: usize) -> Result<u64, String> {
-        // Most record fields (lengths below 64, deltas below 64) fit one byte.
-        if let Some(&byte) = self.bytes.get(self.at)
-            && byte & 0x80 == 0
-        {
-            self.at += 1;
-            return Ok(u64::from(byte));
+        // Most record fields fit one byte (lengths and deltas below 64) or two (below
+        // 8192: the lengths of 100-byte records, offset deltas in large batches).
+        match self.bytes.get(self.at..) {
+            Some(&[first, ..]) if first & 0x80 == 0 => {
+                self.at += 1;
+                Ok(u64::from(first))
+            }
+            Some(&[first, second, ..]) if second & 0x80 == 0 => {
+                self.at += 2;
+                Ok(u64::from(first & 0x7f) | u64::from(second) << 7)
+            }
+            _ => self.unsigned_varint_long(max_bytes),
         }
-        self.unsigned_varint_long(max_bytes)
     }
 
     #[inline(never)]
@@ -825,6 +830,62 @@ mod tests {
             headers,
             vec![(&b"a"[..], Some(&b"x"[..])), (&b"bc"[..], None)]
         );
+    }
+
+    #[test]
+    fn varints_round_trip_across_the_byte_length_boundaries() {
+        use super::encode::{put_varint, put_varlong};
+        let ints = [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            -65,
+            8191,
+            -8192,
+            8192,
+            -8193,
+            1 << 20,
+            i32::MAX,
+            i32::MIN,
+        ];
+        for value in ints {
+            let mut bytes = Vec::new();
+            put_varint(&mut bytes, value);
+            bytes.push(0x7f); // a following byte must stay unread
+            let mut cursor = Cursor {
+                bytes: &bytes,
+                at: 0,
+            };
+            assert_eq!(cursor.varint(), Ok(value), "varint {value}");
+            assert_eq!(cursor.at, bytes.len() - 1, "varint {value} length");
+        }
+        for value in [
+            0,
+            -1,
+            8191,
+            -8193,
+            i64::from(i32::MAX) + 1,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut bytes = Vec::new();
+            put_varlong(&mut bytes, value);
+            let mut cursor = Cursor {
+                bytes: &bytes,
+                at: 0,
+            };
+            assert_eq!(cursor.varlong(), Ok(value), "varlong {value}");
+            assert_eq!(cursor.at, bytes.len(), "varlong {value} length");
+        }
+        // A two-byte varint cut after its first byte.
+        let mut cursor = Cursor {
+            bytes: &[0x80],
+            at: 0,
+        };
+        assert!(cursor.varint().is_err());
     }
 
     #[test]

@@ -293,13 +293,13 @@ fn reopen_after_clean_close_restores_the_same_state() {
         );
         let epochs = log.leader_epochs().to_vec();
         assert_eq!(epochs, vec![(0, 0), (1, 20), (2, 40)]);
+        log.close().await.expect("close");
         let index_files: Vec<Vec<u8>> = segments
             .iter()
             .map(|&base| {
                 std::fs::read(dir.path().join(segment_file_name(base, "index"))).expect("index")
             })
             .collect();
-        log.close().await.expect("close");
 
         let (log, report) = open(dir.path(), small_config(), true).await;
         assert_eq!(
@@ -572,6 +572,49 @@ fn flush_interval_messages_syncs_and_advances_the_recovery_point() {
         assert_eq!(log.recovery_point(), 6);
         log.flush().await.expect("flush");
         assert_eq!(log.recovery_point(), 7);
+        log.close().await.expect("close");
+    });
+}
+
+#[test]
+fn index_entries_reach_their_files_in_groups_and_at_every_flush() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let (mut log, _) = open(dir.path(), LogConfig::default(), false).await;
+        let index_path = dir.path().join(segment_file_name(0, "index"));
+        let time_index_path = dir.path().join(segment_file_name(0, "timeindex"));
+        let file_len = |path: &Path| std::fs::metadata(path).expect("index file").len();
+        // Batches of 50 records (about 5.6 KB, over index.interval.bytes): every append
+        // after the first adds an entry in memory, none is written yet.
+        let mut sizes = Vec::new();
+        for index in 0..10 {
+            let bytes = batch(50, 1000 * index);
+            sizes.push(bytes.len() as u32);
+            log.append(bytes, 0, 0).await.expect("append");
+        }
+        assert_eq!((file_len(&index_path), file_len(&time_index_path)), (0, 0));
+
+        log.flush().await.expect("flush");
+        let index = std::fs::read(&index_path).expect("index");
+        let entries: Vec<(u32, u32)> = crate::index::offset_index_entries(&index).collect();
+        let expected: Vec<(u32, u32)> = (1..10)
+            .map(|batch| (50 * batch + 49, sizes[..batch as usize].iter().sum()))
+            .collect();
+        assert_eq!(entries, expected, "one entry per batch after the first");
+        assert_eq!(file_len(&time_index_path), 9 * 12);
+
+        // Without a flush, entries are written once the log has grown by 16 MiB.
+        let flushed_size = log.size_bytes();
+        let mut appends = 0;
+        while log.size_bytes() - flushed_size < 16 << 20 {
+            assert_eq!(file_len(&index_path), 9 * 8, "written before 16 MiB");
+            log.append(batch(9_000, 100_000 + 10_000 * appends), 0, 0)
+                .await
+                .expect("append");
+            appends += 1;
+        }
+        assert_eq!(file_len(&index_path), (9 + appends as u64) * 8);
+        assert_eq!(file_len(&time_index_path), (9 + appends as u64) * 12);
         log.close().await.expect("close");
     });
 }

@@ -65,6 +65,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts (see the module comment).
+    let malloc = weir_engine::malloc::keep_freed_memory(std::env::vars());
     let filter = EnvFilter::try_from_env("WEIR_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    tracing::debug!(outcome = ?malloc, "malloc thresholds");
     let cli = Cli::parse();
     match cli.command {
         Command::Topics(args) => cli::topics::run(args),

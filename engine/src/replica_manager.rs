@@ -196,24 +196,32 @@ async fn fetcher(shard: Rc<Shard>, leader: NodeId) {
                 continue;
             }
         };
-        let mut progressed = false;
-        let mut all_failed = true;
-        for topic in response.responses {
-            for data in topic.partitions {
-                let Some(asked) = asked.iter().find(|asked| {
+        // The partitions of one answer are applied at once: each waits for its own
+        // writes, and the next fetch (which tells the leader how far this replica got,
+        // so acks=all producers hear back) goes out once the slowest is done, not after
+        // the sum of all of them.
+        let applied = futures::future::join_all(response.responses.into_iter().flat_map(|topic| {
+            let asked = &asked;
+            let shard = &shard;
+            topic.partitions.into_iter().filter_map(move |data| {
+                let asked = asked.iter().find(|asked| {
                     asked.partition.topic == topic.topic.0.as_str()
                         && asked.partition.index == data.partition_index
-                }) else {
-                    continue;
-                };
-                match handle_partition(&shard, asked, leader, data).await {
-                    Ok(moved) => {
-                        all_failed = false;
-                        progressed |= moved;
-                    }
-                    Err(reason) => {
-                        debug!(leader, topic = %asked.partition.topic, partition = asked.partition.index, reason, "replica fetch of a partition failed");
-                    }
+                })?;
+                Some(async move { (asked, handle_partition(shard, asked, leader, data).await) })
+            })
+        }))
+        .await;
+        let mut progressed = false;
+        let mut all_failed = true;
+        for (asked, outcome) in applied {
+            match outcome {
+                Ok(moved) => {
+                    all_failed = false;
+                    progressed |= moved;
+                }
+                Err(reason) => {
+                    debug!(leader, topic = %asked.partition.topic, partition = asked.partition.index, reason, "replica fetch of a partition failed");
                 }
             }
         }

@@ -296,7 +296,11 @@ pub fn validate_batches_to(
                 "control batch with negative counts",
             ));
         }
-        if header.compression_codec() == 0 && depth == Depth::Records {
+        if header.compression_codec() == 0
+            && depth == Depth::Records
+            && !records_are_sound(&batch[HEADER_BYTES..], records_count)
+        {
+            // The detailed walk names what is wrong (and has the last word).
             let mut expected_delta = 0i32;
             let walked = walk_records(batch, |record| {
                 if record.offset_delta != expected_delta {
@@ -328,6 +332,95 @@ pub fn validate_batches_to(
     }
     assert_eq!(position, records.len());
     Ok(infos)
+}
+
+/// The checks of `walk_records` on an uncompressed batch's records, plus offset deltas
+/// counting up from 0, in one tight pass that only answers yes or no: the leader runs
+/// it on every record produced. It accepts nothing the detailed walk rejects.
+fn records_are_sound(records: &[u8], records_count: i32) -> bool {
+    /// A zigzag varint of at most `max_bytes` bytes at `*at`, within `bytes`.
+    #[inline(always)]
+    fn zigzag(bytes: &[u8], at: &mut usize, max_bytes: usize) -> Option<i64> {
+        let first = *bytes.get(*at)?;
+        let raw = if first < 0x80 {
+            *at += 1;
+            u64::from(first)
+        } else {
+            let mut raw = u64::from(first & 0x7f);
+            let mut index = 1;
+            loop {
+                if index == max_bytes {
+                    return None;
+                }
+                let byte = *bytes.get(*at + index)?;
+                raw |= u64::from(byte & 0x7f) << (7 * index);
+                index += 1;
+                if byte < 0x80 {
+                    break;
+                }
+            }
+            *at += index;
+            raw
+        };
+        if max_bytes == 5 && raw > u64::from(u32::MAX) {
+            return None;
+        }
+        Some(if max_bytes == 5 {
+            i64::from(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+        } else {
+            ((raw >> 1) as i64) ^ -((raw & 1) as i64)
+        })
+    }
+    /// A nullable byte string (length −1 for null) within `bytes`.
+    #[inline(always)]
+    fn skip_bytes(bytes: &[u8], at: &mut usize, nullable: bool) -> Option<()> {
+        let length = zigzag(bytes, at, 5)?;
+        if length < -1 || (length == -1 && !nullable) {
+            return None;
+        }
+        if length > 0 {
+            *at = at
+                .checked_add(length as usize)
+                .filter(|end| *end <= bytes.len())?;
+        }
+        Some(())
+    }
+    let walk = || -> Option<()> {
+        let mut at = 0usize;
+        for index in 0..records_count {
+            let length = zigzag(records, &mut at, 5)?;
+            if length < 0 {
+                return None;
+            }
+            let end = at
+                .checked_add(length as usize)
+                .filter(|end| *end <= records.len())?;
+            let record = &records[..end];
+            at += 1; // attributes
+            if at > end {
+                return None;
+            }
+            zigzag(record, &mut at, 10)?; // timestamp delta
+            if zigzag(record, &mut at, 5)? != i64::from(index) {
+                return None;
+            }
+            skip_bytes(record, &mut at, true)?; // key
+            skip_bytes(record, &mut at, true)?; // value
+            let headers = zigzag(record, &mut at, 5)?;
+            if headers < 0 {
+                return None;
+            }
+            for _ in 0..headers {
+                skip_bytes(record, &mut at, false)?;
+                skip_bytes(record, &mut at, true)?;
+            }
+            if at != end {
+                return None;
+            }
+        }
+        (records_count >= 0 && at == records.len()).then_some(())
+    };
+    walk().is_some()
 }
 
 /// One record of an uncompressed batch, as seen by `walk_records`.
@@ -830,6 +923,77 @@ mod tests {
             headers,
             vec![(&b"a"[..], Some(&b"x"[..])), (&b"bc"[..], None)]
         );
+    }
+
+    /// The detailed walk with validation's offset-delta check.
+    fn detailed_walk(records: &[u8], count: i32) -> Result<usize, String> {
+        let mut expected = 0i32;
+        walk_record_section(records, count, |record| {
+            if record.offset_delta != expected {
+                return Err("delta".into());
+            }
+            expected += 1;
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn the_fast_record_check_agrees_with_the_detailed_walk_on_every_mutation() {
+        let header = |key: &[u8], value: Option<&[u8]>| RecordHeader {
+            key: key.to_vec(),
+            value: value.map(<[u8]>::to_vec),
+        };
+        let records = vec![
+            ProducerRecord {
+                timestamp_ms: 1_000,
+                key: None,
+                value: Some(vec![b'v'; 100]),
+                headers: vec![],
+            },
+            ProducerRecord {
+                timestamp_ms: 1_000 + (1 << 40),
+                key: Some(b"key".to_vec()),
+                value: None,
+                headers: vec![header(b"h", Some(b"x")), header(b"", None)],
+            },
+            ProducerRecord {
+                timestamp_ms: 900,
+                key: Some(vec![]),
+                value: Some(vec![b'w'; 9000]),
+                headers: vec![header(b"long", Some(&[7; 70]))],
+            },
+        ];
+        let batch = encode_producer_batch(0, &records, Compression::None);
+        let section = &batch[HEADER_BYTES..];
+        assert!(records_are_sound(section, 3));
+        assert!(detailed_walk(section, 3).is_ok());
+        for count in [-1, 0, 2, 4] {
+            assert!(!records_are_sound(section, count), "count {count}");
+            assert!(detailed_walk(section, count).is_err(), "count {count}");
+        }
+        // Every byte replaced by a few telling values (but the long value's body).
+        let mut checked = 0;
+        for at in (0..section.len()).filter(|&at| section[at] != b'w') {
+            for value in [0x00, 0x01, 0x02, 0x7f, 0x80, 0xff, section[at] ^ 0x01] {
+                let mut mutated = section.to_vec();
+                mutated[at] = value;
+                assert_eq!(
+                    records_are_sound(&mutated, 3),
+                    detailed_walk(&mutated, 3).is_ok(),
+                    "byte {at} set to {value:#x}"
+                );
+                checked += 1;
+            }
+        }
+        // Cut at every length.
+        for cut in 0..section.len() {
+            assert_eq!(
+                records_are_sound(&section[..cut], 3),
+                detailed_walk(&section[..cut], 3).is_ok(),
+                "cut at {cut}"
+            );
+        }
+        assert!(checked > 1_000);
     }
 
     #[test]

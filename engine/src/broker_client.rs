@@ -8,6 +8,8 @@ use glommio::net::TcpStream;
 use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 
+use crate::socket_read::SocketSource;
+
 /// Largest response a broker accepts from another.
 const RESPONSE_BYTES_MAX: usize = 64 << 20;
 
@@ -58,8 +60,9 @@ impl BrokerConnection {
         if size < 0 || size as usize > RESPONSE_BYTES_MAX {
             anyhow::bail!("response frame size {size}");
         }
-        let mut body = vec![0u8; size as usize];
-        self.stream.read_exact(&mut body).await?;
+        let body = SocketSource::new(&mut self.stream)
+            .read_exact_vec(size as usize)
+            .await?;
         let mut body = Bytes::from(body);
         let response_header =
             ResponseHeader::decode(&mut body, R::Response::header_version(version))?;

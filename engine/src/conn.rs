@@ -24,6 +24,7 @@ use weir_net::{FrameError, FrameReader};
 use crate::api::{self, Response};
 use crate::send_file;
 use crate::shard::Shard;
+use crate::socket_read::SocketSource;
 
 /// Answers a connection may owe (requests read ahead of their answers) before it stops
 /// reading; Kafka clients keep at most 5 requests in flight per connection by default.
@@ -62,7 +63,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
             };
             let next = async {
                 if read_more {
-                    Event::Frame(reader.next_frame(&mut stream).await)
+                    Event::Frame(reader.next_frame(&mut SocketSource::new(&mut stream)).await)
                 } else {
                     futures::future::pending().await
                 }

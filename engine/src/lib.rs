@@ -38,4 +38,5 @@ pub mod routing;
 pub mod send_file;
 pub mod server;
 pub mod shard;
+pub mod socket_read;
 pub mod turns;

@@ -3,9 +3,14 @@
 //! A frame is `size: i32 (big endian) | size bytes`. The reader keeps one growable
 //! buffer per connection, reads in large chunks and hands out frames as cheap `Bytes`
 //! slices of it (no copy per frame).
+//!
+//! Reads go straight into the buffer's uninitialized spare capacity (`FrameSource`):
+//! a reader over `&mut [u8]` needs initialized memory, and zeroing each fresh buffer
+//! before reading into it was one more pass over every byte received.
+
+use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures::io::{AsyncRead, AsyncReadExt};
 use thiserror::Error;
 
 /// Bytes of the size prefix in front of every Kafka request and response.
@@ -50,15 +55,35 @@ pub enum FrameError {
     },
 }
 
+/// A byte stream that reads into memory that may be uninitialized.
+///
+/// # Safety
+/// `read_uninit` must have initialized the first `n` bytes of `spare` when it answers
+/// `Ok(n)`, with `n ≤ spare.len()`.
+#[allow(async_fn_in_trait)] // used with concrete sources only
+pub unsafe trait FrameSource {
+    /// Reads at least one byte into `spare`, waiting until some are available, and
+    /// answers how many; 0 means the end of the stream. Cancel-safe: dropped before it
+    /// answers, it has consumed nothing.
+    async fn read_uninit(&mut self, spare: &mut [MaybeUninit<u8>]) -> std::io::Result<usize>;
+}
+
+// SAFETY: copies `count ≤ spare.len()` bytes into the first `count` slots.
+unsafe impl FrameSource for &[u8] {
+    async fn read_uninit(&mut self, spare: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
+        let count = spare.len().min(self.len());
+        for (slot, byte) in spare.iter_mut().zip(&self[..count]) {
+            slot.write(*byte);
+        }
+        *self = &self[count..];
+        Ok(count)
+    }
+}
+
 /// Splits a byte stream into request frames.
 pub struct FrameReader {
     buffer: BytesMut,
     frame_bytes_max: usize,
-    /// How many bytes of spare capacity past `buffer.len()` are initialized (zeroed once,
-    /// or left by an earlier short read): reads hand out initialized memory without
-    /// zeroing the whole spare capacity before every read, which is quadratic in the
-    /// frame size when a large frame arrives in many reads.
-    spare_initialized: usize,
 }
 
 impl FrameReader {
@@ -67,7 +92,6 @@ impl FrameReader {
         FrameReader {
             buffer: BytesMut::with_capacity(READ_CHUNK_BYTES),
             frame_bytes_max,
-            spare_initialized: 0,
         }
     }
 
@@ -89,26 +113,18 @@ impl FrameReader {
         }
         if self.buffer.len() < FRAME_SIZE_PREFIX_BYTES + size {
             // Make room for the rest of this frame in one reservation.
-            self.reserve(FRAME_SIZE_PREFIX_BYTES + size - self.buffer.len());
+            self.buffer
+                .reserve(FRAME_SIZE_PREFIX_BYTES + size - self.buffer.len());
             return Ok(None);
         }
         self.buffer.advance(FRAME_SIZE_PREFIX_BYTES);
         Ok(Some(self.buffer.split_to(size).freeze()))
     }
 
-    /// `BytesMut::reserve`, forgetting what was initialized when the storage moved.
-    fn reserve(&mut self, additional: usize) {
-        let (before, capacity) = (self.buffer.as_ptr(), self.buffer.capacity());
-        self.buffer.reserve(additional);
-        if self.buffer.as_ptr() != before || self.buffer.capacity() != capacity {
-            self.spare_initialized = 0;
-        }
-    }
-
     /// Reads the next frame. `Ok(None)` is a clean end of stream between frames.
-    pub async fn next_frame<R: AsyncRead + Unpin>(
+    pub async fn next_frame<S: FrameSource>(
         &mut self,
-        reader: &mut R,
+        source: &mut S,
     ) -> Result<Option<Bytes>, FrameError> {
         loop {
             if let Some(frame) = self.try_frame()? {
@@ -116,28 +132,17 @@ impl FrameReader {
             }
             let start = self.buffer.len();
             let want = READ_CHUNK_BYTES.max(self.buffer.capacity() - start);
-            self.reserve(want);
-            if self.spare_initialized < want {
-                let spare = &mut self.buffer.spare_capacity_mut()[self.spare_initialized..want];
-                // SAFETY: zeroing memory inside the spare capacity; u8 has no invalid values.
-                unsafe { std::ptr::write_bytes(spare.as_mut_ptr(), 0, spare.len()) };
-                self.spare_initialized = want;
-            }
-            // SAFETY: the first `spare_initialized` ≥ `want` spare bytes are initialized,
-            // and nothing else touches the buffer while the read borrows them. The length
-            // grows only once the read returns, so dropping this future mid-read (the
-            // connection selects reads against other events) leaves the buffer whole.
-            let spare = unsafe {
-                std::slice::from_raw_parts_mut(self.buffer.as_mut_ptr().add(start), want)
-            };
-            let read = match reader.read(spare).await {
-                Ok(read) => read.min(want),
-                Err(source) => return Err(FrameError::Io { source }),
-            };
-            // SAFETY: `read` ≤ `want` bytes past the length were initialized (and now read).
+            self.buffer.reserve(want);
+            // The length grows only once the read returns, so dropping this future
+            // mid-read (the connection selects reads against other events) leaves the
+            // buffer whole.
+            let read = source
+                .read_uninit(&mut self.buffer.spare_capacity_mut()[..want])
+                .await
+                .map_err(|source| FrameError::Io { source })?;
+            assert!(read <= want, "a source answered more than it was given");
+            // SAFETY: the source initialized the first `read` spare bytes (FrameSource).
             unsafe { self.buffer.set_len(start + read) };
-            // The bytes after the new length stay initialized.
-            self.spare_initialized = want - read;
             if read == 0 {
                 if self.buffer.is_empty() {
                     return Ok(None);
@@ -198,16 +203,11 @@ mod tests {
         step: usize,
     }
 
-    impl futures::io::AsyncRead for Trickle<'_> {
-        fn poll_read(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            out: &mut [u8],
-        ) -> std::task::Poll<std::io::Result<usize>> {
-            let count = self.step.min(out.len()).min(self.bytes.len());
-            out[..count].copy_from_slice(&self.bytes[..count]);
-            self.bytes = &self.bytes[count..];
-            std::task::Poll::Ready(Ok(count))
+    // SAFETY: as for `&[u8]`, which it calls with at most `step` slots.
+    unsafe impl FrameSource for Trickle<'_> {
+        async fn read_uninit(&mut self, spare: &mut [MaybeUninit<u8>]) -> std::io::Result<usize> {
+            let count = self.step.min(spare.len());
+            self.bytes.read_uninit(&mut spare[..count]).await
         }
     }
 

@@ -104,3 +104,100 @@ unsafe impl FrameSource for SocketSource<'_> {
         Ok(1 + rest)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::time::Duration;
+
+    use glommio::net::TcpListener;
+    use weir_net::{FrameError, FrameReader};
+
+    use super::*;
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = (body.len() as i32).to_be_bytes().to_vec();
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// A peer that writes `stream` in pieces, pausing so the reader finds the socket
+    /// empty and has to wait, then closes.
+    fn trickle(address: std::net::SocketAddr, stream: Vec<u8>, pieces: &[usize]) {
+        let mut peer = std::net::TcpStream::connect(address).expect("connect");
+        let mut rest = &stream[..];
+        for &piece in pieces {
+            let piece = piece.min(rest.len());
+            peer.write_all(&rest[..piece]).expect("write");
+            rest = &rest[piece..];
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        peer.write_all(rest).expect("write");
+    }
+
+    #[test]
+    fn frames_arrive_whole_across_waits_and_short_reads_and_a_cut_stream_is_reported() {
+        let bodies: Vec<Vec<u8>> = [300_000usize, 0, 5, 70_000, 1, 2_000_000]
+            .iter()
+            .enumerate()
+            .map(|(index, &length)| (0..length).map(|at| (at * 7 + index) as u8).collect())
+            .collect();
+        let mut stream: Vec<u8> = bodies.iter().flat_map(|body| framed(body)).collect();
+        // Then a frame that never ends.
+        stream.extend_from_slice(&framed(b"0123456789")[..9]);
+        let pieces = [1, 2, 1, 70_000, 3, 300_000, 64, 100_000];
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .make()
+            .expect("a glommio executor")
+            .run(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+                let address = listener.local_addr().expect("address");
+                let writer = std::thread::spawn(move || trickle(address, stream, &pieces));
+                let mut socket = listener.accept().await.expect("accept");
+                let mut reader = FrameReader::new(4 << 20);
+                for body in &bodies {
+                    let frame = reader
+                        .next_frame(&mut SocketSource::new(&mut socket))
+                        .await
+                        .expect("a frame")
+                        .expect("not the end");
+                    assert_eq!(frame.len(), body.len());
+                    assert!(frame[..] == body[..], "frame of {} bytes", body.len());
+                }
+                let error = reader
+                    .next_frame(&mut SocketSource::new(&mut socket))
+                    .await
+                    .expect_err("cut frame");
+                assert!(
+                    matches!(error, FrameError::Truncated { have: 9, .. }),
+                    "{error}"
+                );
+                writer.join().expect("writer");
+            });
+    }
+
+    #[test]
+    fn read_exact_vec_reads_exactly_and_fails_at_an_early_end() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .make()
+            .expect("a glommio executor")
+            .run(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+                let address = listener.local_addr().expect("address");
+                let bytes: Vec<u8> = (0..200_000).map(|at| (at % 251) as u8).collect();
+                let sent = bytes.clone();
+                let writer = std::thread::spawn(move || trickle(address, sent, &[1, 1000, 50_000]));
+                let mut socket = listener.accept().await.expect("accept");
+                let mut source = SocketSource::new(&mut socket);
+                assert_eq!(
+                    source.read_exact_vec(150_000).await.expect("read"),
+                    bytes[..150_000]
+                );
+                let error = source.read_exact_vec(50_001).await.expect_err("early end");
+                assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+                writer.join().expect("writer");
+            });
+    }
+}

@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 
 use futures::io::AsyncReadExt;
 use glommio::net::TcpStream;
-use weir_net::frame::FrameSource;
+use weir_net::FrameSource;
 
 /// A socket as a `FrameSource`, for one or more reads in a row.
 pub struct SocketSource<'a> {

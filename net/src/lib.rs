@@ -24,4 +24,4 @@ pub mod zero_copy;
 pub use codec::{
     RequestPeek, decode_request, encode_response, encode_response_with_header_version, peek_header,
 };
-pub use frame::{FRAME_SIZE_PREFIX_BYTES, FrameError, FrameReader};
+pub use frame::{FRAME_SIZE_PREFIX_BYTES, FrameError, FrameReader, FrameSource};

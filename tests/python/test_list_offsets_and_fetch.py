@@ -143,3 +143,48 @@ def test_fetch_long_poll_wakes_on_append(broker):
         f"long poll answered {answered - produce_sent:.3f} s after the produce (waited " \
         f"{answered - started:.3f} s of max_wait 5 s)"
     assert partition.high_watermark == 2
+
+
+def broker_cpu_ticks(pid: int) -> int:
+    """utime + stime of every thread of the broker, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+@pytest.mark.timeout_s(60)
+def test_fetch_with_some_data_below_min_bytes_parks_idle_until_appends_bring_enough(broker):
+    """Less data than min_bytes: the fetch waits (the broker idle, not re-reading in a
+    loop) until max_wait, or until appends bring min_bytes, whichever comes first."""
+    topic = support.unique_topic("min-bytes")
+    support.create_topic(broker.bootstrap, topic, 1)
+    assert produce_one(broker, topic, b"small") == 0
+
+    with broker.connect() as conn:
+        ticks = broker_cpu_ticks(broker.proc.pid)
+        started = time.monotonic()
+        body = kproto.encode_fetch_request(4, topic, 0, 0, 1_500, min_bytes=50_000)
+        partition = fetch_result(conn, conn.send(kproto.FETCH, 4, body), timeout_s=10)
+        elapsed = time.monotonic() - started
+        ticks = broker_cpu_ticks(broker.proc.pid) - ticks
+    records = [r for b in partition.batches() for r in b.records()]
+    assert [(r.offset, r.value) for r in records] == [(0, b"small")]
+    assert 1.2 <= elapsed <= 4.0, f"answered after {elapsed:.3f} s of max_wait 1.5 s"
+    # Re-reading in a loop keeps a core busy: ~150 ticks in 1.5 s.
+    assert ticks < 40, f"the broker used {ticks} CPU ticks while one fetch waited 1.5 s"
+
+    with broker.connect() as conn:
+        started = time.monotonic()
+        body = kproto.encode_fetch_request(4, topic, 0, 0, 20_000, min_bytes=55_000)
+        correlation_id = conn.send(kproto.FETCH, 4, body)
+        time.sleep(0.3)
+        values = [bytes([65 + i]) * 10_000 for i in range(6)]
+        for offset, value in enumerate(values, start=1):
+            assert produce_one(broker, topic, value) == offset
+        produced = time.monotonic()
+        partition = fetch_result(conn, correlation_id, timeout_s=30)
+        answered = time.monotonic()
+    records = [r for b in partition.batches() for r in b.records()]
+    assert [(r.offset, r.value) for r in records] == [(0, b"small")] + list(enumerate(values, 1))
+    assert answered - produced < 2.0, \
+        f"answered {answered - produced:.3f} s after enough data arrived (max_wait 20 s)"

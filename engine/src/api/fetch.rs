@@ -95,6 +95,11 @@ struct PartitionRead {
     log_start_offset: i64,
     /// A follower's last fetched epoch ends here on the leader: (epoch, end offset).
     diverging: Option<(i32, i64)>,
+    /// The end the read saw (the high watermark for a consumer, the log end for a
+    /// follower), taken before reading; 0 when there was no partition to read. A wait
+    /// for more waits for the end to pass it: waiting past the fetch offset would
+    /// return at once whenever some data, but less than `min_bytes`, is there.
+    end_seen: i64,
 }
 
 struct Wanted {
@@ -187,7 +192,7 @@ pub async fn handle(
         {
             break reads;
         }
-        wait_for_any(shard, &wanted, max_wait - elapsed).await;
+        wait_for_any(shard, &wanted, &reads, max_wait - elapsed).await;
     };
     let reads = apply_response_limit(reads, max_bytes);
     let mut responses: Vec<FetchableTopicResponse> = request
@@ -274,7 +279,17 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: usize) -> Vec
             let owner = shard.owner_of(&topic, partition);
             shard
                 .invoke_on(owner, move |owner_shard| async move {
-                    read_local(
+                    let end_seen =
+                        owner_shard
+                            .partition(&topic, partition)
+                            .map_or(0, |partition| {
+                                if replica.is_some() {
+                                    partition.log_end_offset()
+                                } else {
+                                    partition.high_watermark()
+                                }
+                            });
+                    let read = read_local(
                         &owner_shard,
                         &topic,
                         partition,
@@ -283,7 +298,8 @@ async fn read_all(shard: &Rc<Shard>, wanted: &[Wanted], max_bytes: usize) -> Vec
                         replica,
                         limit,
                     )
-                    .await
+                    .await;
+                    PartitionRead { end_seen, ..read }
                 })
                 .await
                 .unwrap_or_else(|_| PartitionRead {
@@ -361,11 +377,10 @@ async fn read_local(
     let records = read_records(shard, &partition, offset, limit, false).await;
     match records {
         Ok(records) => PartitionRead {
-            error_code: 0,
             records,
             high_watermark,
             log_start_offset,
-            diverging: None,
+            ..PartitionRead::default()
         },
         Err(error) => {
             tracing::warn!(topic, partition = index, offset, %error, "fetch read failed");
@@ -471,14 +486,21 @@ async fn read_for_follower(
     }
 }
 
-/// Parks until any wanted partition has data past its fetch offset, or `wait` passes.
-async fn wait_for_any(shard: &Rc<Shard>, wanted: &[Wanted], wait: Duration) {
+/// Parks until any wanted partition's end passes both its fetch offset and the end its
+/// last read saw (`reads`, in `wanted` order), or `wait` passes.
+async fn wait_for_any(
+    shard: &Rc<Shard>,
+    wanted: &[Wanted],
+    reads: &[PartitionRead],
+    wait: Duration,
+) {
     let waits: Vec<LocalBoxFuture<'_, ()>> = wanted
         .iter()
-        .filter(|want| want.missing.is_none())
-        .map(|want| {
+        .zip(reads)
+        .filter(|(want, _)| want.missing.is_none())
+        .map(|(want, read)| {
             let topic = want.topic.clone();
-            let (partition, offset) = (want.partition, want.offset);
+            let (partition, offset) = (want.partition, want.offset.max(read.end_seen));
             let replica = want.replica.is_some();
             let owner = shard.owner_of(&topic, partition);
             async move {

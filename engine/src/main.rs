@@ -66,7 +66,13 @@ enum Command {
 
 fn main() -> ExitCode {
     // Before any thread starts (see the module comment).
-    let malloc = weir_engine::malloc::keep_freed_memory(std::env::vars());
+    let malloc =
+        weir_engine::malloc::keep_freed_memory(std::env::vars_os().map(|(name, value)| {
+            (
+                name.to_string_lossy().into_owned(),
+                value.to_string_lossy().into_owned(),
+            )
+        }));
     let filter = EnvFilter::try_from_env("WEIR_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));

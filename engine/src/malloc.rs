@@ -100,7 +100,9 @@ mod tests {
     }
 
     /// One test, as the settings are process-wide and cannot be undone: first glibc's
-    /// defaults, then the user's own settings, then ours.
+    /// defaults, then the user's own settings, then ours. glibc's moving threshold is
+    /// process-wide too, so the first assertion expects a process of the test's own
+    /// (nextest, which `tests/run` uses, runs each test in one).
     #[test]
     fn freed_buffers_are_reused_without_page_faults_unless_the_user_chose_otherwise() {
         let default = faults_per_round();

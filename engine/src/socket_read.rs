@@ -6,7 +6,6 @@
 //! capacity. When the socket has nothing, glommio's own read of one byte waits (through
 //! its io_uring poll, which it keeps across reads) and the rest follows with `recv`.
 
-use std::cell::Cell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
@@ -20,20 +19,20 @@ pub struct SocketSource<'a> {
     stream: &'a mut TcpStream,
     /// The last read left the socket empty: the next one most likely has to wait, so it
     /// goes to glommio first instead of trying `recv` in vain.
-    drained: Cell<bool>,
+    drained: bool,
 }
 
 impl<'a> SocketSource<'a> {
     pub fn new(stream: &'a mut TcpStream) -> Self {
         SocketSource {
             stream,
-            drained: Cell::new(true),
+            drained: true,
         }
     }
 
     /// `recv(MSG_DONTWAIT)` into `spare`: `Some(n)` bytes read (0 at the end of the
     /// stream), `None` when nothing is there now.
-    fn try_recv(&self, spare: &mut [MaybeUninit<u8>]) -> io::Result<Option<usize>> {
+    fn try_recv(&mut self, spare: &mut [MaybeUninit<u8>]) -> io::Result<Option<usize>> {
         loop {
             // SAFETY: recv writes at most `spare.len()` bytes into memory borrowed
             // mutably for the call; a negative answer wrote nothing.
@@ -47,13 +46,13 @@ impl<'a> SocketSource<'a> {
             };
             if read >= 0 {
                 let read = read as usize;
-                self.drained.set(read < spare.len());
+                self.drained = read < spare.len();
                 return Ok(Some(read));
             }
             let error = io::Error::last_os_error();
             match error.kind() {
                 io::ErrorKind::WouldBlock => {
-                    self.drained.set(true);
+                    self.drained = true;
                     return Ok(None);
                 }
                 io::ErrorKind::Interrupted => {}
@@ -88,7 +87,7 @@ unsafe impl FrameSource for SocketSource<'_> {
         if spare.is_empty() {
             return Ok(0);
         }
-        if !self.drained.get()
+        if !self.drained
             && let Some(read) = self.try_recv(spare)?
         {
             return Ok(read);
@@ -114,6 +113,14 @@ mod tests {
     use weir_net::{FrameError, FrameReader};
 
     use super::*;
+
+    fn run(test: impl std::future::Future<Output = ()>) {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .make()
+            .expect("a glommio executor")
+            .run(test);
+    }
 
     fn framed(body: &[u8]) -> Vec<u8> {
         let mut out = (body.len() as i32).to_be_bytes().to_vec();
@@ -146,58 +153,50 @@ mod tests {
         // Then a frame that never ends.
         stream.extend_from_slice(&framed(b"0123456789")[..9]);
         let pieces = [1, 2, 1, 70_000, 3, 300_000, 64, 100_000];
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
-            .expect("a glommio executor")
-            .run(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-                let address = listener.local_addr().expect("address");
-                let writer = std::thread::spawn(move || trickle(address, stream, &pieces));
-                let mut socket = listener.accept().await.expect("accept");
-                let mut reader = FrameReader::new(4 << 20);
-                for body in &bodies {
-                    let frame = reader
-                        .next_frame(&mut SocketSource::new(&mut socket))
-                        .await
-                        .expect("a frame")
-                        .expect("not the end");
-                    assert_eq!(frame.len(), body.len());
-                    assert!(frame[..] == body[..], "frame of {} bytes", body.len());
-                }
-                let error = reader
+        run(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let address = listener.local_addr().expect("address");
+            let writer = std::thread::spawn(move || trickle(address, stream, &pieces));
+            let mut socket = listener.accept().await.expect("accept");
+            let mut reader = FrameReader::new(4 << 20);
+            for body in &bodies {
+                let frame = reader
                     .next_frame(&mut SocketSource::new(&mut socket))
                     .await
-                    .expect_err("cut frame");
-                assert!(
-                    matches!(error, FrameError::Truncated { have: 9, .. }),
-                    "{error}"
-                );
-                writer.join().expect("writer");
-            });
+                    .expect("a frame")
+                    .expect("not the end");
+                assert_eq!(frame.len(), body.len());
+                assert!(frame[..] == body[..], "frame of {} bytes", body.len());
+            }
+            let error = reader
+                .next_frame(&mut SocketSource::new(&mut socket))
+                .await
+                .expect_err("cut frame");
+            assert!(
+                matches!(error, FrameError::Truncated { have: 9, .. }),
+                "{error}"
+            );
+            writer.join().expect("writer");
+        });
     }
 
     #[test]
     fn read_exact_vec_reads_exactly_and_fails_at_an_early_end() {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
-            .expect("a glommio executor")
-            .run(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-                let address = listener.local_addr().expect("address");
-                let bytes: Vec<u8> = (0..200_000).map(|at| (at % 251) as u8).collect();
-                let sent = bytes.clone();
-                let writer = std::thread::spawn(move || trickle(address, sent, &[1, 1000, 50_000]));
-                let mut socket = listener.accept().await.expect("accept");
-                let mut source = SocketSource::new(&mut socket);
-                assert_eq!(
-                    source.read_exact_vec(150_000).await.expect("read"),
-                    bytes[..150_000]
-                );
-                let error = source.read_exact_vec(50_001).await.expect_err("early end");
-                assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
-                writer.join().expect("writer");
-            });
+        run(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let address = listener.local_addr().expect("address");
+            let bytes: Vec<u8> = (0..200_000).map(|at| (at % 251) as u8).collect();
+            let sent = bytes.clone();
+            let writer = std::thread::spawn(move || trickle(address, sent, &[1, 1000, 50_000]));
+            let mut socket = listener.accept().await.expect("accept");
+            let mut source = SocketSource::new(&mut socket);
+            assert_eq!(
+                source.read_exact_vec(150_000).await.expect("read"),
+                bytes[..150_000]
+            );
+            let error = source.read_exact_vec(50_001).await.expect_err("early end");
+            assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+            writer.join().expect("writer");
+        });
     }
 }

@@ -46,6 +46,12 @@ pub struct Args {
     /// Shards for the broker (default: one per core).
     #[arg(long)]
     pub shards: Option<usize>,
+    /// Before each producer scenario, write back and drop the page cache (needs root).
+    /// On a VM that returns freed memory to its host, page-cache pages taken from memory
+    /// idle for a while cost several times more CPU (bench/RESULTS.md, "Session 9"), so
+    /// later scenarios would measure that more than the broker.
+    #[arg(long)]
+    pub drop_caches: bool,
 }
 
 /// LinkedIn's published numbers (shared/REFERENCE.md): records/s and MiB/s.
@@ -479,6 +485,20 @@ fn thread_cpu_seconds() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
+/// `sync`, then drops the page cache, when `enabled` (`--drop-caches`).
+fn drop_page_cache(enabled: bool) -> Result<(), PerfError> {
+    if !enabled {
+        return Ok(());
+    }
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    let path = "/proc/sys/vm/drop_caches";
+    std::fs::write(path, "1").map_err(|source| PerfError::Io {
+        address: format!("{path} (--drop-caches needs root)"),
+        source,
+    })
+}
+
 /// CPU-seconds per GB this machine spends writing `bytes` into the page cache with
 /// 1 MiB `write`s to a file in `dir`: the floor under any page-cache broker's ingest.
 fn page_cache_write_baseline(dir: &Path, bytes: u64) -> Result<f64, PerfError> {
@@ -523,6 +543,8 @@ pub fn run(args: Args) -> Result<(), PerfError> {
         address: args.out.display().to_string(),
         source,
     })?;
+    // First, so that a missing permission shows before anything starts.
+    drop_page_cache(args.drop_caches)?;
     let data = args.out.join(format!("data-{}", std::process::id()));
     let broker = Broker::start(&bin, &data, args.shards)?;
     let address = broker.address.clone();
@@ -560,6 +582,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
 
     // 1: one producer, no replication.
     create_topic(&address, "linkedin-1", 6)?;
+    drop_page_cache(args.drop_caches)?;
     let cpu = broker.cpu_seconds();
     let one = produce(&address, "linkedin-1", records, 100, -1.0)?;
     let cpu = broker.cpu_seconds() - cpu;
@@ -577,6 +600,36 @@ pub fn run(args: Args) -> Result<(), PerfError> {
                "page_cache_write_cpu_s_per_gb": baseline,
                "producer_props": {"acks": "1", "batch.size": 262144, "linger.ms": 5}, "partitions": 6}),
     );
+    // 6 and 7: consumers, from the start of the log of test 1 (right after it, while it
+    // is in the page cache).
+    let cpu = broker.cpu_seconds();
+    let single = consume(&address, "linkedin-1", one.records, None)?;
+    let cpu = broker.cpu_seconds() - cpu;
+    let single_cpu_gb = per_gb(cpu, single.bytes);
+    eprintln!("6: {}", single.values_line());
+    let mut connection = Connection::connect(&address, "weir-perf-linkedin", REQUEST_TIMEOUT)?;
+    let ends = list_offsets(&mut connection, "linkedin-1", &[0, 1, 2, 3, 4, 5], -1)?;
+    let cpu_before = broker.cpu_seconds();
+    let started = Instant::now();
+    let threads: Vec<_> = [[0, 1], [2, 3], [4, 5]]
+        .into_iter()
+        .map(|pair| {
+            let address = address.clone();
+            let wanted: u64 = pair.iter().map(|partition| ends[partition] as u64).sum();
+            std::thread::spawn(move || consume(&address, "linkedin-1", wanted, Some(pair.to_vec())))
+        })
+        .collect();
+    let mut three = (0u64, 0u64);
+    for thread in threads {
+        let result = thread
+            .join()
+            .map_err(|_| PerfError::Broker("a consumer thread panicked".into()))??;
+        three.0 += result.records;
+        three.1 += result.bytes;
+    }
+    let three_seconds = started.elapsed().as_secs_f64();
+    let three_cpu_gb = per_gb(broker.cpu_seconds() - cpu_before, three.1);
+
     // 2–4: replication factor 3 on a local 3-node cluster (one shard per node; on one
     // machine the nodes share its cores with the producers).
     {
@@ -588,6 +641,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
         let mut replicated = |id: &'static str, topic: &str, producers: u64, acks: &'static str| {
             create_replicated_topic(&bootstrap, topic, 6, 3)?;
             wait_for_topic(&bootstrap, topic, 6)?;
+            drop_page_cache(args.drop_caches)?;
             let cpu = cluster.cpu_seconds();
             let started = Instant::now();
             let threads: Vec<_> = (0..producers)
@@ -647,37 +701,9 @@ pub fn run(args: Args) -> Result<(), PerfError> {
         replicated("4", "linkedin-4", 3, "1")?;
     }
 
-    // 6 and 7: consumers, from the start of the log of test 1.
-    let cpu = broker.cpu_seconds();
-    let single = consume(&address, "linkedin-1", one.records, None)?;
-    let cpu = broker.cpu_seconds() - cpu;
-    let single_cpu_gb = per_gb(cpu, single.bytes);
-    eprintln!("6: {}", single.values_line());
-    let mut connection = Connection::connect(&address, "weir-perf-linkedin", REQUEST_TIMEOUT)?;
-    let ends = list_offsets(&mut connection, "linkedin-1", &[0, 1, 2, 3, 4, 5], -1)?;
-    let cpu_before = broker.cpu_seconds();
-    let started = Instant::now();
-    let threads: Vec<_> = [[0, 1], [2, 3], [4, 5]]
-        .into_iter()
-        .map(|pair| {
-            let address = address.clone();
-            let wanted: u64 = pair.iter().map(|partition| ends[partition] as u64).sum();
-            std::thread::spawn(move || consume(&address, "linkedin-1", wanted, Some(pair.to_vec())))
-        })
-        .collect();
-    let mut three = (0u64, 0u64);
-    for thread in threads {
-        let result = thread
-            .join()
-            .map_err(|_| PerfError::Broker("a consumer thread panicked".into()))??;
-        three.0 += result.records;
-        three.1 += result.bytes;
-    }
-    let three_seconds = started.elapsed().as_secs_f64();
-    let three_cpu_gb = per_gb(broker.cpu_seconds() - cpu_before, three.1);
-
     // 5: throughput vs stored data, in five steps on a growing log.
     create_topic(&address, "linkedin-5", 6)?;
+    drop_page_cache(args.drop_caches)?;
     let mut steps = Vec::new();
     for step in 0..5 {
         let result = produce(&address, "linkedin-5", records / 5, 100, -1.0)?;
@@ -723,6 +749,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
 
     // 8: a producer and a consumer at once.
     create_topic(&address, "linkedin-8", 6)?;
+    drop_page_cache(args.drop_caches)?;
     let consumer = {
         let address = address.clone();
         std::thread::spawn(move || consume(&address, "linkedin-8", records, None))
@@ -766,6 +793,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
             &mut std::io::sink(),
         )
     };
+    drop_page_cache(args.drop_caches)?;
     let alone = e2e(None, args.latency_records)?;
     let half = one.records_per_s / 2.0;
     let loaded = e2e(Some(half), (half * 5.0) as u64)?;
@@ -793,6 +821,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
     for size in [10usize, 100, 1000, 10_000, 100_000] {
         let topic = format!("linkedin-10-{size}");
         create_topic(&address, &topic, 6)?;
+        drop_page_cache(args.drop_caches)?;
         let count = (volume / size as u64).clamp(1000, records * 2);
         let result = produce(&address, &topic, count, size, -1.0)?;
         sizes.push(json!({"record_bytes": size, "records_per_s": result.records_per_s, "mib_per_s": result.mib_per_s}));
@@ -832,6 +861,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
         "record_bytes": 100,
         "partitions": 6,
         "cores": std::thread::available_parallelism().map_or(0, usize::from),
+        "page_cache_dropped_before_each_producer_scenario": args.drop_caches,
         "scenarios": Value::Object(results),
     });
     let write = |name: &str, text: String| {

@@ -7,43 +7,10 @@ use super::{BatchHeader, HEADER_BYTES};
 /// counting up from 0, in one tight pass that only answers yes or no: the leader runs
 /// it on every record produced. It accepts nothing the detailed walk rejects.
 pub(super) fn records_are_sound(records: &[u8], records_count: i32) -> bool {
-    /// A zigzag varint of at most `max_bytes` bytes at `*at`, within `bytes`.
-    #[inline(always)]
-    fn zigzag(bytes: &[u8], at: &mut usize, max_bytes: usize) -> Option<i64> {
-        let first = *bytes.get(*at)?;
-        let raw = if first < 0x80 {
-            *at += 1;
-            u64::from(first)
-        } else {
-            let mut raw = u64::from(first & 0x7f);
-            let mut index = 1;
-            loop {
-                if index == max_bytes {
-                    return None;
-                }
-                let byte = *bytes.get(*at + index)?;
-                raw |= u64::from(byte & 0x7f) << (7 * index);
-                index += 1;
-                if byte < 0x80 {
-                    break;
-                }
-            }
-            *at += index;
-            raw
-        };
-        if max_bytes == 5 && raw > u64::from(u32::MAX) {
-            return None;
-        }
-        Some(if max_bytes == 5 {
-            i64::from(((raw >> 1) as i32) ^ -((raw & 1) as i32))
-        } else {
-            ((raw >> 1) as i64) ^ -((raw & 1) as i64)
-        })
-    }
     /// A nullable byte string (length −1 for null) within `bytes`.
     #[inline(always)]
     fn skip_bytes(bytes: &[u8], at: &mut usize, nullable: bool) -> Option<()> {
-        let length = zigzag(bytes, at, 5)?;
+        let length = varint(bytes, at)?;
         if length < -1 || (length == -1 && !nullable) {
             return None;
         }
@@ -57,7 +24,7 @@ pub(super) fn records_are_sound(records: &[u8], records_count: i32) -> bool {
     let walk = || -> Option<()> {
         let mut at = 0usize;
         for index in 0..records_count {
-            let length = zigzag(records, &mut at, 5)?;
+            let length = varint(records, &mut at)?;
             if length < 0 {
                 return None;
             }
@@ -69,13 +36,13 @@ pub(super) fn records_are_sound(records: &[u8], records_count: i32) -> bool {
             if at > end {
                 return None;
             }
-            zigzag(record, &mut at, 10)?; // timestamp delta
-            if zigzag(record, &mut at, 5)? != i64::from(index) {
+            varlong(record, &mut at)?; // timestamp delta
+            if varint(record, &mut at)? != index {
                 return None;
             }
             skip_bytes(record, &mut at, true)?; // key
             skip_bytes(record, &mut at, true)?; // value
-            let headers = zigzag(record, &mut at, 5)?;
+            let headers = varint(record, &mut at)?;
             if headers < 0 {
                 return None;
             }
@@ -236,47 +203,15 @@ impl<'a> Cursor<'a> {
     }
 
     #[inline(always)]
-    fn unsigned_varint(&mut self, max_bytes: usize) -> Result<u64, String> {
-        // Most record fields fit one byte (lengths and deltas below 64) or two (below
-        // 8192: the lengths of 100-byte records, offset deltas in large batches).
-        match self.bytes.get(self.at..) {
-            Some(&[first, ..]) if first & 0x80 == 0 => {
-                self.at += 1;
-                Ok(u64::from(first))
-            }
-            Some(&[first, second, ..]) if second & 0x80 == 0 => {
-                self.at += 2;
-                Ok(u64::from(first & 0x7f) | u64::from(second) << 7)
-            }
-            _ => self.unsigned_varint_long(max_bytes),
-        }
-    }
-
-    #[inline(never)]
-    fn unsigned_varint_long(&mut self, max_bytes: usize) -> Result<u64, String> {
-        let mut value = 0u64;
-        for index in 0..max_bytes {
-            let byte = *self.bytes.get(self.at).ok_or("varint runs past the end")?;
-            self.at += 1;
-            value |= u64::from(byte & 0x7f) << (7 * index);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(format!("varint longer than {max_bytes} bytes"))
-    }
-
-    #[inline(always)]
     fn varint(&mut self) -> Result<i32, String> {
-        let raw = self.unsigned_varint(5)?;
-        let raw = u32::try_from(raw).map_err(|_| "varint overflows 32 bits".to_string())?;
-        Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+        let start = self.at;
+        varint(self.bytes, &mut self.at).ok_or_else(|| varint_fault(self.bytes, start, 5))
     }
 
     #[inline(always)]
     fn varlong(&mut self) -> Result<i64, String> {
-        let raw = self.unsigned_varint(10)?;
-        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+        let start = self.at;
+        varlong(self.bytes, &mut self.at).ok_or_else(|| varint_fault(self.bytes, start, 10))
     }
 
     #[inline(always)]
@@ -287,6 +222,66 @@ impl<'a> Cursor<'a> {
             length if length < -1 => Err(format!("invalid length {length}")),
             length => self.take(length as usize).map(Some),
         }
+    }
+}
+
+/// An unsigned varint of at most `max_bytes` bytes at `*at` in `bytes`, moving `*at`
+/// past it; `None` (with `*at` unmoved) when it runs past the end or is longer.
+#[inline(always)]
+fn unsigned_varint(bytes: &[u8], at: &mut usize, max_bytes: usize) -> Option<u64> {
+    let first = *bytes.get(*at)?;
+    // Most record fields fit one byte (lengths and deltas below 64).
+    if first < 0x80 {
+        *at += 1;
+        return Some(u64::from(first));
+    }
+    let mut raw = u64::from(first & 0x7f);
+    let mut index = 1;
+    loop {
+        if index == max_bytes {
+            return None;
+        }
+        let byte = *bytes.get(*at + index)?;
+        raw |= u64::from(byte & 0x7f) << (7 * index);
+        index += 1;
+        if byte < 0x80 {
+            break;
+        }
+    }
+    *at += index;
+    Some(raw)
+}
+
+/// A zigzag varint (Kafka's `varint`): at most 5 bytes, within 32 bits.
+#[inline(always)]
+fn varint(bytes: &[u8], at: &mut usize) -> Option<i32> {
+    let start = *at;
+    let Ok(raw) = u32::try_from(unsigned_varint(bytes, at, 5)?) else {
+        *at = start;
+        return None;
+    };
+    Some(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+}
+
+/// A zigzag varlong: at most 10 bytes.
+#[inline(always)]
+fn varlong(bytes: &[u8], at: &mut usize) -> Option<i64> {
+    let raw = unsigned_varint(bytes, at, 10)?;
+    Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+}
+
+/// Why the varint at `at` (at most `max_bytes` long) could not be read.
+#[cold]
+fn varint_fault(bytes: &[u8], at: usize, max_bytes: usize) -> String {
+    let rest = bytes.get(at..).unwrap_or_default();
+    match rest
+        .iter()
+        .take(max_bytes)
+        .position(|byte| byte & 0x80 == 0)
+    {
+        Some(_) => "varint overflows 32 bits".to_string(),
+        None if rest.len() < max_bytes => "varint runs past the end".to_string(),
+        None => format!("varint longer than {max_bytes} bytes"),
     }
 }
 

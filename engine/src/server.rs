@@ -51,7 +51,7 @@ pub const REPLICATION_OFFSET_CHECKPOINT: &str = "replication-offset-checkpoint";
 pub use weir_storage::cleaner::CLEANER_OFFSET_CHECKPOINT;
 
 /// Runs a broker until SIGINT/SIGTERM. Returns after a clean shutdown.
-pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
+pub fn run(mut config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
     let started = Instant::now();
     for warning in &config.warnings {
         warn!("{warning}");
@@ -94,6 +94,10 @@ pub fn run(config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()> {
     })?;
     // Held for the life of the process: the kernel drops the locks when it exits.
     let _log_dir_locks = lock_log_dirs(&config.log_dirs)?;
+    let segment_writes = config
+        .resolve_segment_writes()
+        .context("cannot probe the log dirs' filesystem for weir.log.segment.writes=auto")?;
+    info!(?segment_writes, "segment appends");
     ensure_port_is_free(config.listen_address)?;
     let cluster_id =
         ensure_meta_properties(&config.log_dirs, config.node_id, new_cluster_id(&config))

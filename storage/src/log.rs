@@ -20,7 +20,7 @@ use crate::producer_state::{
     SequenceCheck,
 };
 use crate::recovery::{LoadedLog, load_log};
-use crate::segment::Segment;
+use crate::segment::{Segment, SegmentWrites};
 
 /// Name of the per-partition leader epoch checkpoint.
 pub const LEADER_EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
@@ -90,6 +90,8 @@ pub struct LogConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// `file.delete.delay.ms`: a deleted segment's files stay as `.deleted` this long.
     pub file_delete_delay_ms: u64,
+    /// How appends reach the `.log` (a broker setting, `weir.log.segment.writes`).
+    pub segment_writes: SegmentWrites,
 }
 
 impl Default for LogConfig {
@@ -113,6 +115,7 @@ impl Default for LogConfig {
             max_compaction_lag_ms: i64::MAX,
             min_cleanable_dirty_ratio: 0.5,
             file_delete_delay_ms: FILE_DELETE_DELAY_MS_DEFAULT,
+            segment_writes: SegmentWrites::IoUring,
         }
     }
 }
@@ -431,7 +434,14 @@ impl PartitionLog {
         if active.state.size_bytes == 0 {
             active.roll_base_ms = now_ms;
         }
-        active.append(buffer, batches, index_interval_bytes).await?;
+        active
+            .append(
+                buffer,
+                batches,
+                index_interval_bytes,
+                self.config.segment_writes,
+            )
+            .await?;
         assert_eq!(self.log_end_offset(), last_offset + 1);
         for (producer, batch_last_offset) in producer_batches {
             self.producers.apply(producer, *batch_last_offset);

@@ -2,11 +2,13 @@
 //!
 //! `SegmentState` is the in-memory bookkeeping (sizes, offsets, indexes, largest
 //! timestamp) with no I/O; recovery builds it with blocking reads, appends update it.
-//! `Segment` adds the open glommio files. All hot-path I/O (append, read, fdatasync)
-//! goes through glommio's io_uring `BufferedFile`s; only opening happens outside the
-//! hot path.
+//! `Segment` adds the open glommio files. Reads, index writes and fdatasync go through
+//! glommio's io_uring `BufferedFile`s; only opening happens outside the hot path.
+//! Appends to the `.log` go through io_uring too, or with `SegmentWrites::Pwrite` are
+//! written by the shard itself (`pwrite`), for filesystems where io_uring would hand
+//! every buffered write to a worker thread anyway (see `SegmentWrites`).
 //!
-//! Write order within one append: the batches go to the `.log` in one `write_at` at the
+//! Write order within one append: the batches go to the `.log` in one write at the
 //! committed size. `size_bytes` only advances once the log write completed, so readers
 //! on the same shard never see a half-written batch.
 //!
@@ -206,15 +208,20 @@ impl Segment {
         buffer: Vec<u8>,
         batches: &[(usize, u64, i64, i64)],
         index_interval_bytes: u32,
+        writes: SegmentWrites,
     ) -> Result<(), StorageError> {
         let length = buffer.len();
         let position = self.state.size_bytes;
         self.dirty = true;
-        let written = self
-            .log
-            .write_at(buffer, position)
-            .await
-            .map_err(|error| StorageError::io("append to", &self.paths.log, error))?;
+        let written = match writes {
+            SegmentWrites::IoUring => self
+                .log
+                .write_at(buffer, position)
+                .await
+                .map_err(Into::into),
+            SegmentWrites::Pwrite => pwrite_all(self.log.as_raw_fd(), &buffer, position),
+        }
+        .map_err(|error| StorageError::io("append to", &self.paths.log, error))?;
         if written != length {
             // Regular files only write short on ENOSPC/EFBIG; drop the partial bytes.
             let _ = self.log.truncate(position).await;
@@ -401,6 +408,89 @@ impl Segment {
 }
 
 /// Writes all of `bytes` at `position`; a short write (a full disk) is an error.
+/// How a segment's appends reach its `.log` file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentWrites {
+    /// An io_uring write (glommio's `BufferedFile::write_at`, which takes the bytes as
+    /// an owned `Vec`). Where the filesystem can do buffered writes without blocking
+    /// (`RWF_NOWAIT`: XFS, btrfs), the kernel copies the bytes in the submitting call
+    /// and hands the write to a worker thread only when it would block.
+    IoUring,
+    /// `pwrite` on the shard's own thread. Where the filesystem refuses `RWF_NOWAIT`
+    /// buffered writes (ext4 up to at least Linux 6.18), io_uring hands every buffered
+    /// write to one of its worker threads, which runs on the shard's core: the same copy
+    /// into the page cache, plus two context switches and a wake-up per append. Writing
+    /// on the shard skips those, at the price that a write the kernel throttles (dirty
+    /// page limits, reclaim) stalls the shard instead of one worker.
+    Pwrite,
+}
+
+/// Whether buffered writes to files in `dir` would each be handed to an io_uring worker
+/// thread: the filesystem refuses `pwritev2(RWF_NOWAIT)` on a regular file with
+/// `EOPNOTSUPP`. Probes with a small file it creates and removes.
+pub fn buffered_writes_wait_for_worker(dir: &Path) -> std::io::Result<bool> {
+    let path = dir.join(format!(".weir-nowait-probe-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
+    let byte = [0u8; 1];
+    let iov = libc::iovec {
+        iov_base: byte.as_ptr() as *mut libc::c_void,
+        iov_len: 1,
+    };
+    // SAFETY: one iovec over a live one-byte buffer, on a descriptor we own.
+    let result = unsafe { libc::pwritev2(file.as_raw_fd(), &iov, 1, 0, libc::RWF_NOWAIT) };
+    let error = std::io::Error::last_os_error();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    if result >= 0 {
+        return Ok(false);
+    }
+    match error.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => Ok(true),
+        // EAGAIN: supported, it just would have blocked this time.
+        Some(libc::EAGAIN) => Ok(false),
+        _ => Err(error),
+    }
+}
+
+/// Writes all of `bytes` at `position` with `pwrite`, retrying after a signal and
+/// after a short write; answers how much was written (less than all only when the
+/// file takes no more, e.g. the disk is full).
+fn pwrite_all(fd: i32, bytes: &[u8], position: u64) -> std::io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        let rest = &bytes[written..];
+        // SAFETY: the pointer and length describe `rest`, which outlives the call.
+        let result = unsafe {
+            libc::pwrite(
+                fd,
+                rest.as_ptr().cast(),
+                rest.len(),
+                (position + written as u64) as libc::off_t,
+            )
+        };
+        match result {
+            0 => break,
+            n if n > 0 => written += n as usize,
+            _ => {
+                let error = std::io::Error::last_os_error();
+                if error.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if written > 0 {
+                    break;
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok(written)
+}
+
 pub(crate) async fn write_all_at(
     file: &BufferedFile,
     path: &Path,
@@ -427,6 +517,15 @@ pub(crate) async fn write_all_at(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_write_probe_answers_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        super::buffered_writes_wait_for_worker(dir.path()).expect("probe");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+        let missing = dir.path().join("missing");
+        assert!(super::buffered_writes_wait_for_worker(&missing).is_err());
+    }
     use super::*;
 
     #[test]

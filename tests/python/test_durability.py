@@ -2,7 +2,8 @@
 
 Goal: (1) with ``log.flush.interval.messages=1`` every record acknowledged
 with acks=all is still at its acknowledged offset after ``kill -9`` and
-restart, and new records continue the offsets with no gap or duplicate;
+restart, and new records continue the offsets with no gap or duplicate,
+whether appends go through io_uring or ``pwrite`` (``weir.log.segment.writes``);
 (2) after a crash that leaves a torn or corrupt tail in a segment (garbage
 appended, a batch cut in half, a bit flipped in the last batch), the broker
 starts, reports the truncation (file and byte position) on stderr, serves
@@ -35,9 +36,13 @@ FLUSH_EVERY_MESSAGE = {"log.flush.interval.messages": 1}
 
 
 @pytest.mark.timeout_s(150)
-def test_acknowledged_records_survive_kill_9_and_offsets_continue_without_gaps(make_broker):
+@pytest.mark.parametrize("segment_writes", ["io_uring", "pwrite"])
+def test_acknowledged_records_survive_kill_9_and_offsets_continue_without_gaps(make_broker, segment_writes):
     partitions = 3
-    broker = make_broker(FLUSH_EVERY_MESSAGE)
+    broker = make_broker({**FLUSH_EVERY_MESSAGE, "weir.log.segment.writes": segment_writes})
+    mode = {"io_uring": "IoUring", "pwrite": "Pwrite"}[segment_writes]
+    assert re.search(rf"segment appends.*segment_writes\S*=\S*{mode}", broker.stderr_path.read_text()), \
+        "the broker names the segment write mode it uses"
     topic = support.unique_topic("crash")
     support.create_topic(broker.bootstrap, topic, partitions)
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+use weir_storage::SegmentWrites;
 use weir_storage::log::LogConfig;
 
 use super::cluster::ClusterSettings;
@@ -103,6 +104,7 @@ const KNOWN_KEYS: &[(&str, Option<&str>)] = &[
     ("log.cleaner.dedupe.buffer.size", Some("134217728")),
     ("weir.log.dir.min.free.bytes", Some("536870912")),
     ("weir.fetch.zero.copy", Some("true")),
+    ("weir.log.segment.writes", Some("auto")),
     ("weir.shard.cores", Some("all")),
     ("log.segment.delete.delay.ms", Some("60000")),
     ("min.insync.replicas", Some("1")),
@@ -213,6 +215,9 @@ pub struct BrokerConfig {
     /// weir.fetch.zero.copy: Fetch sends record bytes from the segment files with
     /// `sendfile` (true) or reads them into the response first (false, for comparison).
     pub fetch_zero_copy: bool,
+    /// weir.log.segment.writes: `io_uring` or `pwrite` (see `SegmentWrites`); `auto`
+    /// (None) picks by probing the log dirs at start (`resolve_segment_writes`).
+    pub segment_writes: Option<SegmentWrites>,
     /// weir.shard.cores: which cores the shards are pinned to.
     pub shard_cores: ShardCores,
     pub socket_request_max_bytes: usize,
@@ -277,7 +282,33 @@ impl BrokerConfig {
         cluster: &BTreeMap<String, String>,
         node: &BTreeMap<String, String>,
     ) -> Result<BrokerConfig, ConfigError> {
-        Self::from_layers(self.static_set.clone(), cluster, node)
+        let mut config = Self::from_layers(self.static_set.clone(), cluster, node)?;
+        // Resolved once at start (a static key).
+        config.log_defaults.segment_writes = self.log_defaults.segment_writes;
+        Ok(config)
+    }
+
+    /// Settles `weir.log.segment.writes` for the log dirs, which must exist: the
+    /// configured mode, or for `auto` `pwrite` when every log dir's filesystem would
+    /// hand each io_uring buffered write to a worker thread
+    /// (`buffered_writes_wait_for_worker`), else `io_uring`.
+    pub fn resolve_segment_writes(&mut self) -> std::io::Result<SegmentWrites> {
+        let writes = match self.segment_writes {
+            Some(writes) => writes,
+            None => {
+                let mut all_wait = true;
+                for dir in &self.log_dirs {
+                    all_wait &= weir_storage::buffered_writes_wait_for_worker(dir)?;
+                }
+                if all_wait {
+                    SegmentWrites::Pwrite
+                } else {
+                    SegmentWrites::IoUring
+                }
+            }
+        };
+        self.log_defaults.segment_writes = writes;
+        Ok(writes)
     }
 
     fn from_layers(
@@ -457,6 +488,8 @@ impl BrokerConfig {
                 return Err(invalid(key, &value.to_string(), "must be positive"));
             }
         }
+        let segment_writes =
+            parse_segment_writes(get("weir.log.segment.writes").expect("default"))?;
         let log_defaults = LogConfig {
             segment_bytes: segment_bytes as u64,
             segment_ms: roll_ms as u64,
@@ -467,6 +500,8 @@ impl BrokerConfig {
             flush_interval_ms: flush_interval_ms.map(|ms| ms.max(1) as u64),
             log_append_time: timestamp_type == "LogAppendTime",
             producer_id_expiration_ms: number_i64("producer.id.expiration.ms")?,
+            // Until `resolve_segment_writes` settles `auto`.
+            segment_writes: segment_writes.unwrap_or(SegmentWrites::IoUring),
             // Retention and cleaner keys: `apply_topic_defaults`.
             ..LogConfig::default()
         };
@@ -568,6 +603,7 @@ impl BrokerConfig {
                 "weir.fetch.zero.copy",
                 get("weir.fetch.zero.copy").expect("default"),
             )?,
+            segment_writes,
             shard_cores: parse_shard_cores(get("weir.shard.cores").expect("default"))?,
             socket_request_max_bytes: socket_request_max_bytes.min(i32::MAX as i64) as usize,
             checkpoint_interval_ms: number_i64("log.flush.offset.checkpoint.interval.ms")?.max(100)
@@ -712,6 +748,19 @@ fn parse_number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Confi
         .trim()
         .parse::<T>()
         .map_err(|_| invalid(key, value, "not a number in range"))
+}
+
+fn parse_segment_writes(value: &str) -> Result<Option<SegmentWrites>, ConfigError> {
+    match value.trim() {
+        "auto" => Ok(None),
+        "io_uring" => Ok(Some(SegmentWrites::IoUring)),
+        "pwrite" => Ok(Some(SegmentWrites::Pwrite)),
+        _ => Err(invalid(
+            "weir.log.segment.writes",
+            value,
+            "must be auto, io_uring or pwrite",
+        )),
+    }
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
@@ -954,5 +1003,43 @@ pub(super) mod tests {
         assert_eq!(config.log_defaults.segment_ms, 3_600_000);
         assert_eq!(config.log_defaults.flush_interval_messages, 1);
         assert_eq!(config.log_defaults.flush_interval_ms, Some(500));
+    }
+
+    #[test]
+    fn segment_writes_are_configured_or_probed_and_survive_dynamic_configs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_dirs = format!("log.dirs={}", dir.path().display());
+        for (value, expected) in [
+            ("io_uring", SegmentWrites::IoUring),
+            ("pwrite", SegmentWrites::Pwrite),
+        ] {
+            let mut config =
+                load(&[&log_dirs, &format!("weir.log.segment.writes={value}")]).unwrap();
+            assert_eq!(config.segment_writes, Some(expected));
+            assert_eq!(config.resolve_segment_writes().unwrap(), expected);
+            assert_eq!(config.log_defaults.segment_writes, expected);
+        }
+        // auto: what the probe of the (only) log dir says.
+        let mut config = load(&[&log_dirs]).unwrap();
+        assert_eq!(config.segment_writes, None);
+        let probed = if weir_storage::buffered_writes_wait_for_worker(dir.path()).unwrap() {
+            SegmentWrites::Pwrite
+        } else {
+            SegmentWrites::IoUring
+        };
+        assert_eq!(config.resolve_segment_writes().unwrap(), probed);
+        // A dynamic config change re-reads the static keys; the settled mode stays.
+        let mut config = load(&[&log_dirs, "weir.log.segment.writes=pwrite"]).unwrap();
+        config.resolve_segment_writes().unwrap();
+        let node = BTreeMap::from([("log.retention.ms".to_string(), "7000".to_string())]);
+        let dynamic = config.with_dynamic(&BTreeMap::new(), &node).unwrap();
+        assert_eq!(dynamic.log_defaults.segment_writes, SegmentWrites::Pwrite);
+        let error = load(&["weir.log.segment.writes=direct"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("weir.log.segment.writes") && error.contains("auto, io_uring or pwrite"),
+            "{error}"
+        );
     }
 }

@@ -20,7 +20,7 @@ use crate::producer_state::{
     SequenceCheck,
 };
 use crate::recovery::{LoadedLog, load_log};
-use crate::segment::{Segment, SegmentWrites};
+use crate::segment::{AppendBytes, Segment, SegmentWrites};
 
 /// Name of the per-partition leader epoch checkpoint.
 pub const LEADER_EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
@@ -345,21 +345,33 @@ impl PartitionLog {
                 duplicate: true,
             });
         }
-        let mut buffer = records.to_vec();
         let base_offset = self.log_end_offset();
         let mut next_offset = base_offset;
         let mut record_count = 0u64;
         let mut batches = Vec::with_capacity(infos.len());
+        // Offsets and the leader epoch lie outside the CRC: they are stamped into copies
+        // of the batch headers, and the records are written from the request's buffer.
+        // LogAppendTime changes fields under the CRC, so then the batches get a copy.
+        let mut owned = self.config.log_append_time.then(|| records.to_vec());
+        let mut headers = Vec::with_capacity(if owned.is_some() { 0 } else { infos.len() });
         for info in &infos {
             let size = info.size_bytes as usize;
-            let bytes = &mut buffer[info.position..info.position + size];
-            batch::set_base_offset(bytes, next_offset);
-            batch::set_partition_leader_epoch(bytes, leader_epoch);
-            let max_timestamp = if self.config.log_append_time {
-                batch::set_log_append_time(bytes, now_ms);
-                now_ms
-            } else {
-                info.max_timestamp
+            let max_timestamp = match &mut owned {
+                Some(buffer) => {
+                    let bytes = &mut buffer[info.position..info.position + size];
+                    batch::set_base_offset(bytes, next_offset);
+                    batch::set_partition_leader_epoch(bytes, leader_epoch);
+                    batch::set_log_append_time(bytes, now_ms);
+                    now_ms
+                }
+                None => {
+                    let mut header = [0u8; HEADER_BYTES];
+                    header.copy_from_slice(&records[info.position..info.position + HEADER_BYTES]);
+                    batch::set_base_offset(&mut header, next_offset);
+                    batch::set_partition_leader_epoch(&mut header, leader_epoch);
+                    headers.push((info.position, header));
+                    info.max_timestamp
+                }
             };
             let last_offset = next_offset + i64::from(info.last_offset_delta);
             batches.push((info.position, size as u64, last_offset, max_timestamp));
@@ -367,19 +379,26 @@ impl PartitionLog {
             next_offset = last_offset + 1;
         }
         let last_offset = next_offset - 1;
+        let bytes = match owned {
+            Some(buffer) => AppendBytes::Owned(buffer),
+            None => AppendBytes::Stamped {
+                records: &records,
+                headers: &headers,
+            },
+        };
         debug_assert!(
-            validate_batches(&buffer, u32::MAX).is_ok(),
+            validate_batches(&bytes.clone().into_vec(), u32::MAX).is_ok(),
             "stamping keeps batches valid"
         );
         // `check_producer` let an idempotent batch through only alone, so one header
         // look (the stamped one: its offsets and timestamp are final) is enough.
-        let written_by_producer = BatchHeader::new(&buffer)
+        let written_by_producer = BatchHeader::new(bytes.first_header())
             .filter(|header| infos.len() == 1 && header.producer_id() != NO_PRODUCER_ID)
             .map(|header| (producer_batch(&header), header.last_offset()));
 
         let flushed = self
             .write(
-                buffer,
+                bytes,
                 &batches,
                 &[(leader_epoch, base_offset)],
                 written_by_producer.as_slice(),
@@ -403,7 +422,7 @@ impl PartitionLog {
     /// whether it flushed.
     async fn write(
         &mut self,
-        buffer: Vec<u8>,
+        bytes: AppendBytes<'_>,
         batches: &[(usize, u64, i64, i64)],
         epochs: &[(i32, i64)],
         producer_batches: &[(ProducerBatch, i64)],
@@ -413,7 +432,7 @@ impl PartitionLog {
         let Some(&(_, _, last_offset, _)) = batches.last() else {
             return Ok(false);
         };
-        self.maybe_roll(now_ms, buffer.len() as u64, last_offset)
+        self.maybe_roll(now_ms, bytes.len() as u64, last_offset)
             .await?;
         // Written before the data: an entry whose start is the log end is harmless.
         let mut epochs_changed = false;
@@ -436,7 +455,7 @@ impl PartitionLog {
         }
         active
             .append(
-                buffer,
+                bytes,
                 batches,
                 index_interval_bytes,
                 self.config.segment_writes,

@@ -205,21 +205,21 @@ impl Segment {
     /// (position in `buffer`, size, last offset, max timestamp).
     pub async fn append(
         &mut self,
-        buffer: Vec<u8>,
+        bytes: AppendBytes<'_>,
         batches: &[(usize, u64, i64, i64)],
         index_interval_bytes: u32,
         writes: SegmentWrites,
     ) -> Result<(), StorageError> {
-        let length = buffer.len();
+        let length = bytes.len();
         let position = self.state.size_bytes;
         self.dirty = true;
         let written = match writes {
             SegmentWrites::IoUring => self
                 .log
-                .write_at(buffer, position)
+                .write_at(bytes.into_vec(), position)
                 .await
                 .map_err(Into::into),
-            SegmentWrites::Pwrite => pwrite_all(self.log.as_raw_fd(), &buffer, position),
+            SegmentWrites::Pwrite => pwritev_all(self.log.as_raw_fd(), &bytes.pieces(), position),
         }
         .map_err(|error| StorageError::io("append to", &self.paths.log, error))?;
         if written != length {
@@ -457,25 +457,119 @@ pub fn buffered_writes_wait_for_worker(dir: &Path) -> std::io::Result<bool> {
     }
 }
 
-/// Writes all of `bytes` at `position` with `pwrite`, retrying after a signal and
-/// after a short write; answers how much was written (less than all only when the
-/// file takes no more, e.g. the disk is full).
-fn pwrite_all(fd: i32, bytes: &[u8], position: u64) -> std::io::Result<usize> {
-    let mut written = 0;
-    while written < bytes.len() {
-        let rest = &bytes[written..];
-        // SAFETY: the pointer and length describe `rest`, which outlives the call.
+/// The bytes of one append, in the form they arrive in: with `SegmentWrites::Pwrite`
+/// they are written from where they are, with `IoUring` gathered into the `Vec` glommio
+/// takes.
+#[derive(Clone)]
+pub(crate) enum AppendBytes<'a> {
+    /// Written as they are (a follower's batches).
+    AsIs(&'a [u8]),
+    /// `records` with the header of the batch at each listed position replaced by the
+    /// listed one (a leader's batches: offsets and leader epoch stamped in the copies).
+    Stamped {
+        records: &'a [u8],
+        headers: &'a [(usize, [u8; HEADER_BYTES])],
+    },
+    /// A buffer of their own.
+    Owned(Vec<u8>),
+}
+
+impl AppendBytes<'_> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            AppendBytes::AsIs(bytes) => bytes.len(),
+            AppendBytes::Stamped { records, .. } => records.len(),
+            AppendBytes::Owned(bytes) => bytes.len(),
+        }
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            AppendBytes::AsIs(bytes) => bytes.to_vec(),
+            AppendBytes::Stamped { records, headers } => {
+                let mut buffer = records.to_vec();
+                for (position, header) in headers {
+                    buffer[*position..*position + HEADER_BYTES].copy_from_slice(header);
+                }
+                buffer
+            }
+            AppendBytes::Owned(bytes) => bytes,
+        }
+    }
+
+    /// The first batch's header as it will be written (all of it for `AsIs`/`Owned`).
+    pub(crate) fn first_header(&self) -> &[u8] {
+        match self {
+            AppendBytes::AsIs(bytes) => bytes,
+            AppendBytes::Stamped { records, headers } => match headers.first() {
+                Some((0, header)) => header,
+                _ => records,
+            },
+            AppendBytes::Owned(bytes) => bytes,
+        }
+    }
+
+    /// The pieces to write one after another.
+    fn pieces(&self) -> Vec<&[u8]> {
+        match self {
+            AppendBytes::AsIs(bytes) => vec![bytes],
+            AppendBytes::Stamped { records, headers } => {
+                let mut pieces = Vec::with_capacity(headers.len() * 2 + 1);
+                let mut at = 0;
+                for (position, header) in headers.iter() {
+                    if *position > at {
+                        pieces.push(&records[at..*position]);
+                    }
+                    pieces.push(&header[..]);
+                    at = position + HEADER_BYTES;
+                }
+                if at < records.len() {
+                    pieces.push(&records[at..]);
+                }
+                pieces
+            }
+            AppendBytes::Owned(bytes) => vec![bytes],
+        }
+    }
+}
+
+/// Most iovecs one `pwritev` takes (Linux's `UIO_MAXIOV`).
+const IOVECS_PER_CALL: usize = 1024;
+
+/// Writes `pieces` one after another from `position` with `pwritev`, retrying after a
+/// signal and after a short write; answers how much was written (less than all only
+/// when the file takes no more, e.g. the disk is full).
+fn pwritev_all(fd: i32, pieces: &[&[u8]], position: u64) -> std::io::Result<usize> {
+    let mut written = 0usize;
+    // The first piece not wholly written, and how much of it was.
+    let (mut piece, mut into_piece) = (0usize, 0usize);
+    let mut iovecs = Vec::with_capacity(pieces.len().min(IOVECS_PER_CALL));
+    while piece < pieces.len() {
+        iovecs.clear();
+        for (index, bytes) in pieces[piece..].iter().take(IOVECS_PER_CALL).enumerate() {
+            let bytes = if index == 0 {
+                &bytes[into_piece..]
+            } else {
+                bytes
+            };
+            iovecs.push(libc::iovec {
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
+            });
+        }
+        // SAFETY: every iovec describes a live slice of `pieces`, which outlives the call;
+        // the kernel only reads them.
         let result = unsafe {
-            libc::pwrite(
+            libc::pwritev(
                 fd,
-                rest.as_ptr().cast(),
-                rest.len(),
+                iovecs.as_ptr(),
+                iovecs.len() as libc::c_int,
                 (position + written as u64) as libc::off_t,
             )
         };
-        match result {
+        let mut advanced = match result {
             0 => break,
-            n if n > 0 => written += n as usize,
+            n if n > 0 => n as usize,
             _ => {
                 let error = std::io::Error::last_os_error();
                 if error.kind() == std::io::ErrorKind::Interrupted {
@@ -486,6 +580,22 @@ fn pwrite_all(fd: i32, bytes: &[u8], position: u64) -> std::io::Result<usize> {
                 }
                 return Err(error);
             }
+        };
+        written += advanced;
+        while advanced > 0 {
+            let left = pieces[piece].len() - into_piece;
+            if advanced >= left {
+                advanced -= left;
+                piece += 1;
+                into_piece = 0;
+            } else {
+                into_piece += advanced;
+                advanced = 0;
+            }
+        }
+        while piece < pieces.len() && pieces[piece].len() == into_piece {
+            piece += 1;
+            into_piece = 0;
         }
     }
     Ok(written)
@@ -517,6 +627,49 @@ pub(crate) async fn write_all_at(
 
 #[cfg(test)]
 mod tests {
+
+    /// Goal: `pwritev_all` writes exactly what `into_vec` gathers, also when the pieces
+    /// need more than one `pwritev` (over 1024 iovecs) and when headers sit at the very
+    /// start and end of the records.
+    #[test]
+    fn pwritev_writes_the_stamped_pieces_as_the_gathered_buffer() {
+        use super::{AppendBytes, HEADER_BYTES, pwritev_all};
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (batches, size) in [(1usize, HEADER_BYTES), (3, 100), (1500, 64), (700, 4000)] {
+            let records: Vec<u8> = (0..batches * size)
+                .map(|index| (index * 7 % 251) as u8)
+                .collect();
+            let headers: Vec<(usize, [u8; HEADER_BYTES])> = (0..batches)
+                .map(|batch| (batch * size, [batch as u8 ^ 0x5a; HEADER_BYTES]))
+                .collect();
+            let bytes = AppendBytes::Stamped {
+                records: &records,
+                headers: &headers,
+            };
+            let path = dir.path().join(format!("{batches}-{size}"));
+            let file = std::fs::File::create(&path).expect("create");
+            // Written after 10 bytes already in the file, as appends are.
+            std::fs::write(&path, [9u8; 10]).expect("prefix");
+            let written = pwritev_all(file.as_raw_fd(), &bytes.pieces(), 10).expect("pwritev");
+            assert_eq!(written, records.len());
+            let expected = [vec![9u8; 10], bytes.clone().into_vec()].concat();
+            assert!(
+                std::fs::read(&path).expect("read") == expected,
+                "{batches} x {size}"
+            );
+            let gathered = bytes.into_vec();
+            let last = (batches - 1) * size;
+            assert_eq!(
+                gathered[last..last + HEADER_BYTES],
+                [(batches - 1) as u8 ^ 0x5a; HEADER_BYTES]
+            );
+            assert_eq!(
+                gathered[last + HEADER_BYTES..],
+                records[last + HEADER_BYTES..]
+            );
+        }
+    }
 
     #[test]
     fn the_write_probe_answers_and_leaves_nothing_behind() {

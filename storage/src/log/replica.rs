@@ -28,7 +28,7 @@
 use super::*;
 use crate::batch::{Depth, validate_batches_to};
 use crate::recovery::{rewrite_file, scan_segment, truncate_file};
-use crate::segment::{SegmentPaths, SegmentState};
+use crate::segment::{AppendBytes, SegmentPaths, SegmentState};
 
 fn remove_if_present(path: &Path) -> Result<(), StorageError> {
     match std::fs::remove_file(path) {
@@ -91,7 +91,7 @@ impl PartitionLog {
         let base_offset = BatchHeader::new(&records).expect("validated").base_offset();
         let flushed = self
             .write(
-                records.to_vec(),
+                AppendBytes::AsIs(&records),
                 &batches,
                 &epochs,
                 &producers,

@@ -153,12 +153,36 @@ impl std::fmt::Debug for Response {
     }
 }
 
+/// Which shards own the partitions a Produce or Fetch request names (what a
+/// connection needs to decide whether to move next to them, `conn.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PartitionShards {
+    /// No partitions named (or another request).
+    #[default]
+    None,
+    /// All owned by this shard.
+    One(usize),
+    Several,
+}
+
+impl PartitionShards {
+    fn add(&mut self, owner: usize) {
+        *self = match *self {
+            PartitionShards::None => PartitionShards::One(owner),
+            PartitionShards::One(one) if one == owner => PartitionShards::One(one),
+            _ => PartitionShards::Several,
+        };
+    }
+}
+
 /// Handles one request frame. `Ok(None)`: no response (acks=0 produce).
 /// `Err`: the connection must be closed (broken frame, unknown API or version).
+/// `shards` learns the owners of the partitions a Produce or Fetch names.
 pub async fn dispatch(
     shard: &Rc<Shard>,
     frame: Bytes,
     peer: SocketAddr,
+    shards: &mut PartitionShards,
 ) -> Result<Option<Response>, FrameError> {
     let peek = peek_header(&frame)?;
     let key = ApiKey::try_from(peek.api_key).map_err(|_| FrameError::UnknownApiKey {
@@ -244,6 +268,23 @@ pub async fn dispatch(
         ApiKey::Fetch => {
             let (_header, request) =
                 decode_request::<FetchRequest>(frame, key, version, "FetchRequest")?;
+            let metadata = shard.metadata();
+            for topic in &request.topics {
+                // v13+ name topics by id only.
+                let name = if version >= 13 {
+                    metadata
+                        .topic_by_id(&topic.topic_id)
+                        .map(|found| found.name.as_str())
+                } else {
+                    Some(topic.topic.0.as_str())
+                };
+                let Some(name) = name else { continue };
+                for partition in &topic.partitions {
+                    if partition.partition >= 0 {
+                        shards.add(shard.owner_of(name, partition.partition));
+                    }
+                }
+            }
             let (response, regions) = fetch::handle(shard, version, request).await;
             if regions.is_empty() {
                 return Ok(Some(respond(
@@ -394,6 +435,13 @@ pub async fn dispatch(
         ApiKey::Produce => {
             let (_header, request) =
                 decode_request::<ProduceRequest>(frame, key, version, "ProduceRequest")?;
+            for topic in &request.topic_data {
+                for partition in &topic.partition_data {
+                    if partition.index >= 0 {
+                        shards.add(shard.owner_of(&topic.name.0, partition.index));
+                    }
+                }
+            }
             let acks = request.acks;
             let appending = produce::append(shard, request).await;
             if acks == 0 {

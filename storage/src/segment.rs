@@ -407,7 +407,6 @@ impl Segment {
     }
 }
 
-/// Writes all of `bytes` at `position`; a short write (a full disk) is an error.
 /// How a segment's appends reach its `.log` file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmentWrites {
@@ -601,6 +600,7 @@ fn pwritev_all(fd: i32, pieces: &[&[u8]], position: u64) -> std::io::Result<usiz
     Ok(written)
 }
 
+/// Writes all of `bytes` at `position`; a short write (a full disk) is an error.
 pub(crate) async fn write_all_at(
     file: &BufferedFile,
     path: &Path,

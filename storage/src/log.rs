@@ -829,3 +829,7 @@ mod retention_tests;
 #[cfg(test)]
 #[path = "log_truncation_tests.rs"]
 mod truncation_tests;
+
+#[cfg(test)]
+#[path = "log_segment_writes_tests.rs"]
+mod segment_writes_tests;

@@ -648,6 +648,23 @@ def encode_list_offsets_request(version: int, topic: str, partition: int, timest
     return w.getvalue()
 
 
+def fetch_values(conn: Connection, topic: str, partition: int) -> list[bytes]:
+    """Every record value of a partition from offset 0 to its end, with Fetch v4 requests
+    that do not wait."""
+    values: list[bytes] = []
+    offset = 0
+    while True:
+        body = encode_fetch_request(4, topic, partition, offset, max_wait_ms=0)
+        (fetched,) = decode_fetch_response(conn.request(FETCH, 4, body), 4)
+        assert fetched.error_code == 0, fetched
+        batches = fetched.batches()
+        if not batches:
+            return values
+        for batch in batches:
+            values.extend(record.value for record in batch.records())
+            offset = batch.base_offset + batch.last_offset_delta + 1
+
+
 def list_offsets(conn: Connection, topic: str, partition: int, timestamp: int,
                  version: int = 7, replica_id: int = -1) -> tuple[int, int, int]:
     """Returns (error_code, timestamp, offset) for one partition; replica_id -2 asks as a

@@ -37,21 +37,6 @@ def moves_logged(broker) -> int:
     return len(MOVED.findall(text))
 
 
-def fetch_values(conn: kproto.Connection, topic: str, partition: int) -> list[bytes]:
-    values: list[bytes] = []
-    offset = 0
-    while True:
-        body = kproto.encode_fetch_request(4, topic, partition, offset, max_wait_ms=0)
-        (fetched,) = kproto.decode_fetch_response(conn.request(kproto.FETCH, 4, body), 4)
-        assert fetched.error_code == 0, fetched
-        batches = fetched.batches()
-        if not batches:
-            return values
-        for batch in batches:
-            values.extend(record.value for record in batch.records())
-            offset = batch.base_offset + batch.last_offset_delta + 1
-
-
 def produce_body(topic: str, partition: int, value: bytes) -> bytes:
     return kproto.encode_produce_request(9, topic, partition, kproto.build_batch([(None, value, 0)]), acks=1)
 
@@ -90,8 +75,8 @@ def test_connections_move_to_the_shard_of_their_partitions_and_keep_working(make
                 assert (response.error_code, response.base_offset) == (0, len(expected[1])), response
                 expected[1].append(value)
         for conn in connections:
-            assert fetch_values(conn, topic, 0) == expected[0]
-            assert fetch_values(conn, topic, 1) == expected[1]
+            assert kproto.fetch_values(conn, topic, 0) == expected[0]
+            assert kproto.fetch_values(conn, topic, 1) == expected[1]
     finally:
         for conn in connections:
             conn.close()

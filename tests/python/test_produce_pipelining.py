@@ -25,21 +25,6 @@ PARTITIONS = 4
 REQUESTS = 400
 
 
-def fetch_values(conn: kproto.Connection, topic: str, partition: int) -> list[bytes]:
-    values: list[bytes] = []
-    offset = 0
-    while True:
-        body = kproto.encode_fetch_request(4, topic, partition, offset, max_wait_ms=0)
-        (fetched,) = kproto.decode_fetch_response(conn.request(kproto.FETCH, 4, body), 4)
-        assert fetched.error_code == 0, fetched
-        batches = fetched.batches()
-        if not batches:
-            return values
-        for batch in batches:
-            values.extend(record.value for record in batch.records())
-            offset = batch.base_offset + batch.last_offset_delta + 1
-
-
 def test_pipelined_produce_requests_land_and_answer_in_request_order(make_broker):
     broker = make_broker(shards=2)
     topic = support.unique_topic("pipelined-acks1")
@@ -68,7 +53,7 @@ def test_pipelined_produce_requests_land_and_answer_in_request_order(make_broker
         for partition in range(PARTITIONS):
             assert offsets[partition] == list(range(per_partition)), (partition, offsets[partition])
             expected = [f"{i}".encode() for i in range(partition, REQUESTS, PARTITIONS)]
-            assert fetch_values(conn, topic, partition) == expected
+            assert kproto.fetch_values(conn, topic, partition) == expected
 
 
 def test_pipelined_idempotent_batches_keep_their_sequence_order(make_broker):
@@ -89,7 +74,7 @@ def test_pipelined_idempotent_batches_keep_their_sequence_order(make_broker):
             (response,) = kproto.decode_produce_response(
                 conn.recv_response(correlation_id, flexible_header=True), 9)
             assert (response.error_code, response.base_offset) == (0, sequence), response
-        assert fetch_values(conn, topic, 0) == [f"{i}".encode() for i in range(100)]
+        assert kproto.fetch_values(conn, topic, 0) == [f"{i}".encode() for i in range(100)]
 
 
 def test_a_producer_that_never_reads_its_answers_does_not_hold_up_its_partition(make_broker):

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{Either, LocalBoxFuture, select, select_all};
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use weir_net::zero_copy::{RegionLength, placeholder};
@@ -26,6 +27,7 @@ use weir_storage::LogSlice;
 use weir_storage::batch::iterate_batches;
 
 use crate::errors::storage_error_code;
+use crate::metadata::{ClusterMetadata, TopicMetadata};
 use crate::shard::Shard;
 
 /// Longest a fetch may park, whatever the client asks: bounds how long a waiter and
@@ -119,6 +121,19 @@ struct Wanted {
 
 /// Answers a Fetch: the response, and the file regions its placeholders stand for, in
 /// encoding order (empty when every record byte is in the response itself).
+/// The topic a Fetch request's entry names: by id from v13 on, by name before.
+pub fn requested_topic<'m>(
+    metadata: &'m ClusterMetadata,
+    version: i16,
+    topic: &FetchTopic,
+) -> Option<&'m TopicMetadata> {
+    if version >= 13 {
+        metadata.topic_by_id(&topic.topic_id)
+    } else {
+        metadata.topic(&topic.topic.0)
+    }
+}
+
 pub async fn handle(
     shard: &Rc<Shard>,
     version: i16,
@@ -135,12 +150,7 @@ pub async fn handle(
     let metadata = shard.metadata();
     let mut wanted = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
-        // v13+ name topics by id only.
-        let found = if version >= 13 {
-            metadata.topic_by_id(&topic.topic_id)
-        } else {
-            metadata.topic(&topic.topic.0)
-        };
+        let found = requested_topic(&metadata, version, topic);
         let name = found.map_or_else(|| topic.topic.0.to_string(), |found| found.name.clone());
         let count = found.map_or(0, |found| found.partitions);
         let missing_code = if version >= 13 && found.is_none() {

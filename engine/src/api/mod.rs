@@ -166,7 +166,13 @@ pub enum PartitionShards {
 }
 
 impl PartitionShards {
-    fn add(&mut self, owner: usize) {
+    /// Notes the owner of `topic`'s `partition` (a negative index, which the handler
+    /// refuses, names none).
+    fn add(&mut self, shard: &Shard, topic: &str, partition: i32) {
+        if partition < 0 {
+            return;
+        }
+        let owner = shard.owner_of(topic, partition);
         *self = match *self {
             PartitionShards::None => PartitionShards::One(owner),
             PartitionShards::One(one) if one == owner => PartitionShards::One(one),
@@ -270,18 +276,9 @@ pub async fn dispatch(
                 decode_request::<FetchRequest>(frame, key, version, "FetchRequest")?;
             let metadata = shard.metadata();
             for topic in &request.topics {
-                // v13+ name topics by id only.
-                let name = if version >= 13 {
-                    metadata
-                        .topic_by_id(&topic.topic_id)
-                        .map(|found| found.name.as_str())
-                } else {
-                    Some(topic.topic.0.as_str())
-                };
-                let Some(name) = name else { continue };
-                for partition in &topic.partitions {
-                    if partition.partition >= 0 {
-                        shards.add(shard.owner_of(name, partition.partition));
+                if let Some(found) = fetch::requested_topic(&metadata, version, topic) {
+                    for partition in &topic.partitions {
+                        shards.add(shard, &found.name, partition.partition);
                     }
                 }
             }
@@ -437,9 +434,7 @@ pub async fn dispatch(
                 decode_request::<ProduceRequest>(frame, key, version, "ProduceRequest")?;
             for topic in &request.topic_data {
                 for partition in &topic.partition_data {
-                    if partition.index >= 0 {
-                        shards.add(shard.owner_of(&topic.name.0, partition.index));
-                    }
+                    shards.add(shard, &topic.name.0, partition.index);
                 }
             }
             let acks = request.acks;

@@ -8,6 +8,11 @@ pub(in crate::config) fn load(overrides: &[&str]) -> Result<BrokerConfig, Config
     BrokerConfig::load(None, Vec::new(), &overrides)
 }
 
+/// The message of the error `load(overrides)` must give.
+fn load_error(overrides: &[&str]) -> String {
+    load(overrides).unwrap_err().to_string()
+}
+
 #[test]
 fn embedded_defaults_are_a_single_local_node() {
     let config = load(&[]).unwrap();
@@ -85,9 +90,7 @@ fn retention_and_cleaner_keys_reach_the_log_defaults() {
             .retention_ms,
         -1
     );
-    let error = load(&["log.cleaner.min.cleanable.ratio=2"])
-        .unwrap_err()
-        .to_string();
+    let error = load_error(&["log.cleaner.min.cleanable.ratio=2"]);
     assert!(error.contains("log.cleaner.min.cleanable.ratio"), "{error}");
 }
 
@@ -116,9 +119,7 @@ fn dynamic_values_layer_over_static_ones_with_their_sources() {
 
 #[test]
 fn replication_factor_below_one_is_a_clear_error() {
-    let error = load(&["default.replication.factor=0"])
-        .unwrap_err()
-        .to_string();
+    let error = load_error(&["default.replication.factor=0"]);
     assert!(
         error.contains("default.replication.factor") && error.contains("at least 1"),
         "{error}"
@@ -157,7 +158,7 @@ fn kraft_keys_for_one_and_three_voter_quorums_are_taken() {
     ])
     .expect("a quorum of three");
     assert!(three.cluster.is_multi_node());
-    let roles = load(&["process.roles=controller"]).unwrap_err().to_string();
+    let roles = load_error(&["process.roles=controller"]);
     assert!(roles.contains("combined mode"), "{roles}");
 }
 
@@ -221,9 +222,7 @@ fn segment_writes_are_configured_or_probed_and_survive_dynamic_configs() {
     let node = BTreeMap::from([("log.retention.ms".to_string(), "7000".to_string())]);
     let dynamic = config.with_dynamic(&BTreeMap::new(), &node).unwrap();
     assert_eq!(dynamic.log_defaults.segment_writes, SegmentWrites::Pwrite);
-    let error = load(&["weir.log.segment.writes=direct"])
-        .unwrap_err()
-        .to_string();
+    let error = load_error(&["weir.log.segment.writes=direct"]);
     assert!(
         error.contains("weir.log.segment.writes") && error.contains("auto, io_uring or pwrite"),
         "{error}"

@@ -520,6 +520,12 @@ def read_log_file(path) -> list[RecordBatch]:
 
 def encode_produce_request(version: int, topic: str, partition: int, records: bytes,
                            acks: int = -1, timeout_ms: int = 10_000) -> bytes:
+    return encode_produce_request_to(version, topic, {partition: records}, acks, timeout_ms)
+
+
+def encode_produce_request_to(version: int, topic: str, records: dict[int, bytes],
+                              acks: int = -1, timeout_ms: int = 10_000) -> bytes:
+    """A produce request for several partitions of one topic: {partition: batch bytes}."""
     flexible = version >= 9
     w = Writer()
     if version >= 3:
@@ -527,11 +533,13 @@ def encode_produce_request(version: int, topic: str, partition: int, records: by
     w.int16(acks).int32(timeout_ms)
     w.array_len(1, flexible)
     w.compact_string(topic) if flexible else w.string(topic)
-    w.array_len(1, flexible)
-    w.int32(partition)
-    w.compact_bytes(records) if flexible else w.bytes_(records)
+    w.array_len(len(records), flexible)
+    for partition, batch in records.items():
+        w.int32(partition)
+        w.compact_bytes(batch) if flexible else w.bytes_(batch)
+        if flexible:
+            w.tagged_fields()  # partition
     if flexible:
-        w.tagged_fields()  # partition
         w.tagged_fields()  # topic
         w.tagged_fields()  # request
     return w.getvalue()

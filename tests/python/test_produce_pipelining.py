@@ -9,7 +9,9 @@ come back in request order, interleaved with other APIs.
 Method: a broker with 2 shards and a 4-partition topic (partitions on both shards);
 one raw connection writes hundreds of acks=1 produce requests (and ApiVersions
 between them) without reading, then reads every answer; then Fetch reads each
-partition back. A second run pipelines 100 idempotent batches to one partition.
+partition back. A second run pipelines 100 idempotent batches to one partition. A
+third pipelines requests that each name every partition (and one that does not
+exist): a shard gets each request's appends for its partitions as one message.
 """
 
 from __future__ import annotations
@@ -53,6 +55,31 @@ def test_pipelined_produce_requests_land_and_answer_in_request_order(make_broker
         for partition in range(PARTITIONS):
             assert offsets[partition] == list(range(per_partition)), (partition, offsets[partition])
             expected = [f"{i}".encode() for i in range(partition, REQUESTS, PARTITIONS)]
+            assert kproto.fetch_values(conn, topic, partition) == expected
+
+
+def test_pipelined_requests_for_partitions_on_both_shards_land_in_request_order(make_broker):
+    broker = make_broker(shards=2)
+    topic = support.unique_topic("pipelined-spread")
+    support.create_topic(broker.bootstrap, topic, PARTITIONS)
+    missing = PARTITIONS + 5
+    requests = 150
+    with broker.connect(timeout_s=30) as conn:
+        ids = []
+        for i in range(requests):
+            batches = {partition: kproto.build_batch([(None, f"{i}-{partition}".encode(), 0)])
+                       for partition in [missing, *range(PARTITIONS)]}
+            ids.append(conn.send(kproto.PRODUCE, 9,
+                                 kproto.encode_produce_request_to(9, topic, batches, acks=1)))
+        for i, correlation_id in enumerate(ids):
+            responses = kproto.decode_produce_response(
+                conn.recv_response(correlation_id, flexible_header=True), 9)
+            assert [r.partition for r in responses] == [missing, *range(PARTITIONS)]
+            assert responses[0].error_code == kproto.UNKNOWN_TOPIC_OR_PARTITION, responses[0]
+            for response in responses[1:]:
+                assert (response.error_code, response.base_offset) == (0, i), response
+        for partition in range(PARTITIONS):
+            expected = [f"{i}-{partition}".encode() for i in range(requests)]
             assert kproto.fetch_values(conn, topic, partition) == expected
 
 

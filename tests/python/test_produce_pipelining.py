@@ -11,7 +11,7 @@ one raw connection writes hundreds of acks=1 produce requests (and ApiVersions
 between them) without reading, then reads every answer; then Fetch reads each
 partition back. A second run pipelines 100 idempotent batches to one partition. A
 third pipelines requests that each name every partition (and one that does not
-exist): a shard gets each request's appends for its partitions as one message.
+exist), so each request's appends run on both shards.
 """
 
 from __future__ import annotations

@@ -11,8 +11,7 @@
 //! NOT_LEADER_OR_FOLLOWER carries the current leader and its endpoint (KIP-951, v10+).
 //!
 //! A request runs in three steps. [`append`] hands every partition's records to its
-//! owner shard (the partitions of each other shard in one message, answered once) and
-//! returns once each has its place in its partition's line of appends
+//! owner shard and returns once each has its place in its partition's line of appends
 //! (`Partition::append` takes a turn before its first await; see `turns.rs`), so the
 //! connection can hand over its next request while this one is still being written,
 //! and the records still land in request order. [`Appending::finish`] waits for the
@@ -137,11 +136,7 @@ pub async fn append(shard: &Rc<Shard>, request: ProduceRequest) -> Appending {
         .value("min.insync.replicas")
         .and_then(|(value, _)| value.parse::<usize>().ok())
         .unwrap_or(1);
-    // First every partition's route: refused here, appended on this shard, or one of
-    // the appends sent to another shard in one message (one wake-up and one answer per
-    // shard, not per partition).
-    let mut routes = Vec::with_capacity(request.topic_data.len());
-    let mut batches: Vec<Vec<(String, i32, Bytes)>> = vec![Vec::new(); shard.count];
+    let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
         let name = topic_data.name.0.to_string();
         let topic = metadata.topic(&name);
@@ -150,105 +145,66 @@ pub async fn append(shard: &Rc<Shard>, request: ProduceRequest) -> Appending {
             .and_then(|topic| topic.configs.get("min.insync.replicas"))
             .and_then(|value| value.parse::<usize>().ok())
             .unwrap_or(broker_min_isr);
-        let partitions: Vec<(i32, Route)> = topic_data
-            .partition_data
-            .into_iter()
-            .map(|partition_data| {
-                let index = partition_data.index;
-                let registration =
-                    topic.and_then(|topic| topic.registrations.get(index.max(0) as usize));
-                let hosted = topic_exists.is_some_and(|count| index >= 0 && index < count);
-                let route = if !acks_valid {
-                    Route::Done(Err((
+        let appends = topic_data.partition_data.into_iter().map(|partition_data| {
+            let name = name.clone();
+            let registration = topic.and_then(|topic| topic.registrations.get(partition_data.index.max(0) as usize));
+            let refused = registration.and_then(|registration| {
+                if registration.leader != metadata.node_id {
+                    Some((
+                        ResponseError::NotLeaderOrFollower.code(),
+                        format!("This server is not the leader for {name}-{}.", partition_data.index),
+                    ))
+                } else if acks_all && registration.isr.len() < min_isr {
+                    Some((
+                        ResponseError::NotEnoughReplicas.code(),
+                        format!(
+                            "The size of the current ISR {:?} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {name}-{}",
+                            registration.isr, partition_data.index
+                        ),
+                    ))
+                } else {
+                    None
+                }
+            });
+            let ordered = Rc::new(Cell::new(false));
+            let in_line = ordered.clone();
+            let shard = shard.clone();
+            let index = partition_data.index;
+            let future = async move {
+                let shard = &shard;
+                let result: PartitionResult = if !acks_valid {
+                    Err((
                         ResponseError::InvalidRequiredAcks.code(),
                         "acks must be -1, 0 or 1".to_string(),
-                    )))
-                } else if !hosted {
-                    Route::Done(Err((
-                        ResponseError::UnknownTopicOrPartition.code(),
-                        format!("This server does not host {name}-{index}."),
-                    )))
-                } else if let Some(refusal) = registration.and_then(|registration| {
-                    refusal(&metadata, registration, &name, index, acks_all, min_isr)
-                }) {
-                    Route::Done(Err(refusal))
-                } else if let Some(records) = partition_data.records {
-                    let owner = shard.owner_of(&name, index);
-                    if owner == shard.id {
-                        Route::Here(records)
-                    } else {
-                        batches[owner].push((name.clone(), index, records));
-                        Route::Sent {
-                            owner,
-                            slot: batches[owner].len() - 1,
-                        }
-                    }
+                    ))
+                } else if let (Some(_), Some(refusal)) = (topic_exists.filter(|&count| index >= 0 && index < count), refused) {
+                    Err(refusal)
                 } else {
-                    Route::Done(Err((
-                        ResponseError::CorruptMessage.code(),
-                        "produce request carries no records".to_string(),
-                    )))
+                    match (topic_exists, partition_data.records) {
+                        (Some(count), Some(records)) if index >= 0 && index < count => {
+                            append_on_owner(shard, name, index, records, acks_all, &in_line).await
+                        }
+                        (Some(count), None) if index >= 0 && index < count => Err((
+                            ResponseError::CorruptMessage.code(),
+                            "produce request carries no records".to_string(),
+                        )),
+                        _ => Err((
+                            ResponseError::UnknownTopicOrPartition.code(),
+                            format!("This server does not host {name}-{index}."),
+                        )),
+                    }
                 };
-                (index, route)
-            })
-            .collect();
-        routes.push((topic_data.name, partitions));
+                result
+            };
+            let pending = Pending {
+                ordered,
+                future: Box::pin(future),
+                result: None,
+            };
+            (index, pending)
+        });
+        topics.push((topic_data.name, appends.collect()));
     }
-    let sent: Vec<Option<(Rc<Cell<bool>>, SentAppends)>> = batches
-        .into_iter()
-        .enumerate()
-        .map(|(owner, appends)| {
-            (!appends.is_empty()).then(|| {
-                let ordered = Rc::new(Cell::new(false));
-                let future = send_appends(shard.clone(), owner, appends, acks_all, ordered.clone());
-                (ordered, future)
-            })
-        })
-        .collect();
-    let topics = routes
-        .into_iter()
-        .map(|(name, partitions)| {
-            let partitions = partitions
-                .into_iter()
-                .map(|(index, route)| {
-                    let pending = match route {
-                        // Answered already: `drive` never polls the future.
-                        Route::Done(result) => Pending {
-                            ordered: Rc::new(Cell::new(true)),
-                            future: Box::pin(futures::future::pending()),
-                            result: Some(result),
-                        },
-                        Route::Here(records) => {
-                            let ordered = Rc::new(Cell::new(false));
-                            let in_line = ordered.clone();
-                            let (shard, topic) = (shard.clone(), name.0.to_string());
-                            Pending {
-                                ordered,
-                                future: Box::pin(async move {
-                                    append_on_owner(
-                                        &shard, topic, index, records, acks_all, &in_line,
-                                    )
-                                    .await
-                                }),
-                                result: None,
-                            }
-                        }
-                        Route::Sent { owner, slot } => {
-                            let (ordered, answers) =
-                                sent[owner].clone().expect("a batch for every sent append");
-                            Pending {
-                                ordered,
-                                future: Box::pin(async move { answers.await[slot].clone() }),
-                                result: None,
-                            }
-                        }
-                    };
-                    (index, pending)
-                })
-                .collect();
-            (name, partitions)
-        })
-        .collect();
     let mut appending = Produce {
         shard: shard.clone(),
         metadata,
@@ -380,82 +336,6 @@ fn answer(
         .with_node_endpoints(node_endpoints)
 }
 
-/// Where one partition's records go.
-enum Route {
-    /// Refused before any shard saw them.
-    Done(PartitionResult),
-    /// Appended on this shard.
-    Here(Bytes),
-    /// Appended on shard `owner`, as entry `slot` of the appends sent there together.
-    Sent { owner: usize, slot: usize },
-}
-
-/// The answers of the appends sent to one shard together, in the order sent.
-type SentAppends = futures::future::Shared<LocalBoxFuture<'static, Rc<Vec<PartitionResult>>>>;
-
-/// Why this broker refuses to append to a partition it hosts, as Kafka's leader does.
-fn refusal(
-    metadata: &ClusterMetadata,
-    registration: &crate::replication::PartitionRegistration,
-    name: &str,
-    index: i32,
-    acks_all: bool,
-    min_isr: usize,
-) -> Option<(i16, String)> {
-    if registration.leader != metadata.node_id {
-        Some((
-            ResponseError::NotLeaderOrFollower.code(),
-            format!("This server is not the leader for {name}-{index}."),
-        ))
-    } else if acks_all && registration.isr.len() < min_isr {
-        Some((
-            ResponseError::NotEnoughReplicas.code(),
-            format!(
-                "The size of the current ISR {:?} is insufficient to satisfy the min.isr requirement of {min_isr} for partition {name}-{index}",
-                registration.isr
-            ),
-        ))
-    } else {
-        None
-    }
-}
-
-/// Sends `appends` to shard `owner` in one message; `ordered` is set once it is in the
-/// channel, and so in line behind everything sent there before. There every append
-/// takes its place in its partition's line in the order given, before the first of
-/// them awaits, and one answer carries all their results.
-fn send_appends(
-    shard: Rc<Shard>,
-    owner: usize,
-    appends: Vec<(String, i32, Bytes)>,
-    acks_all: bool,
-    ordered: Rc<Cell<bool>>,
-) -> SentAppends {
-    use futures::FutureExt;
-    let count = appends.len();
-    async move {
-        let results = shard
-            .invoke_on_in_order(
-                owner,
-                move |owner_shard| async move {
-                    let appends = appends.into_iter().map(|(topic, index, records)| {
-                        let partition = led_partition(&owner_shard, &topic, index);
-                        async move { append_to(partition?, topic, index, records, acks_all).await }
-                    });
-                    futures::future::join_all(appends).await
-                },
-                &ordered,
-            )
-            .await
-            .unwrap_or_else(|gone| {
-                vec![Err((ResponseError::NotLeaderOrFollower.code(), gone.to_string())); count]
-            });
-        Rc::new(results)
-    }
-    .boxed_local()
-    .shared()
-}
-
 async fn append_on_owner(
     shard: &Rc<Shard>,
     topic: String,
@@ -464,53 +344,33 @@ async fn append_on_owner(
     acks_all: bool,
     ordered: &Cell<bool>,
 ) -> PartitionResult {
-    on_owner(shard, topic, index, ordered, move |partition, topic| {
-        append_to(partition, topic, index, records, acks_all)
-    })
+    on_owner(
+        shard,
+        topic,
+        index,
+        ordered,
+        move |partition, topic| async move {
+            if let Err(error) = partition.check_produce(acks_all) {
+                return Err((
+                    replication_error_code(&error),
+                    format!("{error} ({topic}-{index})"),
+                ));
+            }
+            match partition.append(records, now_ms()).await {
+                Ok(info) => Ok(PartitionAppend {
+                    base_offset: info.base_offset,
+                    last_offset: info.last_offset,
+                    log_append_time_ms: info.log_append_time_ms,
+                    log_start_offset: partition.log_start_offset(),
+                }),
+                Err(error) => {
+                    tracing::debug!(topic = %topic, partition = index, %error, "produce rejected");
+                    Err((storage_error_code(&error), error.to_string()))
+                }
+            }
+        },
+    )
     .await
-}
-
-/// The partition on its owner shard, `shard`; one this broker does not host is
-/// NOT_LEADER_OR_FOLLOWER.
-fn led_partition(
-    shard: &Shard,
-    topic: &str,
-    index: i32,
-) -> Result<Rc<crate::partition::Partition>, (i16, String)> {
-    shard.partition(topic, index).ok_or_else(|| {
-        (
-            ResponseError::NotLeaderOrFollower.code(),
-            format!("This server is not the leader for {topic}-{index}."),
-        )
-    })
-}
-
-/// Appends `records` to `topic`-`index` (`partition`), on its owner shard.
-async fn append_to(
-    partition: Rc<crate::partition::Partition>,
-    topic: String,
-    index: i32,
-    records: Bytes,
-    acks_all: bool,
-) -> PartitionResult {
-    if let Err(error) = partition.check_produce(acks_all) {
-        return Err((
-            replication_error_code(&error),
-            format!("{error} ({topic}-{index})"),
-        ));
-    }
-    match partition.append(records, now_ms()).await {
-        Ok(info) => Ok(PartitionAppend {
-            base_offset: info.base_offset,
-            last_offset: info.last_offset,
-            log_append_time_ms: info.log_append_time_ms,
-            log_start_offset: partition.log_start_offset(),
-        }),
-        Err(error) => {
-            tracing::debug!(topic = %topic, partition = index, %error, "produce rejected");
-            Err((storage_error_code(&error), error.to_string()))
-        }
-    }
 }
 
 /// acks=all: waits on the owner shard until the ISR has `last_offset`.
@@ -566,7 +426,12 @@ where
         .invoke_on_in_order(
             owner,
             move |owner_shard| async move {
-                let partition = led_partition(&owner_shard, &topic, index)?;
+                let Some(partition) = owner_shard.partition(&topic, index) else {
+                    return Err((
+                        ResponseError::NotLeaderOrFollower.code(),
+                        format!("This server is not the leader for {topic}-{index}."),
+                    ));
+                };
                 work(partition, topic).await
             },
             ordered,

@@ -134,6 +134,11 @@ def test_linkedin_matrix_runs_small_and_writes_results(tmp_path):
     one = document["scenarios"]["1: 1 producer thread, no replication"]
     assert one["result"]["records"] == 60_000
     assert one["broker_cpu_s_per_gb"] >= 0
+    # The floors measured in the same run: plain syscalls on the same path.
+    assert 0 < one["page_cache_write_cpu_s_per_gb"] and 0 < one["socket_to_page_cache_cpu_s_per_gb"], one
+    consumer = document["scenarios"]["6: 1 consumer"]
+    assert 0 < consumer["page_cache_to_socket_cpu_s_per_gb"], consumer
+    assert "socket + write" in table[1] and "sendfile floor" in table[6], table
     for name in ("2: 1 producer, 3x async replication", "3: 1 producer, 3x sync replication",
                  "4: 3 producers, 3x async replication"):
         replicated = document["scenarios"][name]

@@ -1,4 +1,5 @@
-//! Cross-shard wake-ups are never lost (engine/vendor/glommio/WEIR-PATCHES.md).
+//! Cross-shard wake-ups are never lost, and a busy shard is still preempted
+//! (engine/vendor/glommio/WEIR-PATCHES.md).
 //!
 //! Goal: weir's glommio replaces the `membarrier` an executor made on its way to sleep
 //! with fences on both sides of the sleep handshake. A handshake without a working
@@ -11,6 +12,12 @@
 //! has nothing else to do, so it goes to sleep every time: tens of thousands of sleep
 //! handshakes. Nothing else would wake a sleeper with a lost wake-up, so one lost
 //! wake-up stalls the game; the test fails if a round trip takes over 5 s.
+//!
+//! weir's glommio also keeps a preemption timer armed across turns of the executor's
+//! loop instead of re-arming it every turn. A busy executor never sleeps, so the
+//! preemption timer is the only thing that makes a task that keeps calling
+//! `yield_if_needed` give way to the loop, which is where timers are fired: a task
+//! sleeping 20 ms beside it must wake, or the timer was lost.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -81,4 +88,37 @@ fn ping_pong_between_sleeping_executors_never_loses_a_wake_up() {
     assert_eq!(done, ROUND_TRIPS, "the client stopped early");
     client.join().expect("client");
     server.join().expect("server");
+}
+
+#[test]
+fn a_task_that_never_sleeps_is_still_preempted_so_timers_fire() {
+    let (done, finished) = mpsc::channel::<Duration>();
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("preemption")
+        .spawn(move || async move {
+            let started = Instant::now();
+            let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+            let timer = glommio::spawn_local({
+                let stop = stop.clone();
+                async move {
+                    glommio::timer::sleep(Duration::from_millis(20)).await;
+                    stop.set(true);
+                }
+            })
+            .detach();
+            let mut turns = 0u64;
+            while !stop.get() {
+                std::hint::black_box(&mut turns);
+                turns += 1;
+                glommio::yield_if_needed().await;
+            }
+            timer.await;
+            let _ = done.send(started.elapsed());
+        })
+        .expect("executor");
+    let took = finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the sleeping task woke: the busy task was preempted");
+    assert!(took >= Duration::from_millis(20), "{took:?}");
+    executor.join().expect("executor");
 }

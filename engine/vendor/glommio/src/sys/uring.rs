@@ -1222,6 +1222,8 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    // weir patch (WEIR-PATCHES.md): when the armed latency timer fires.
+    latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1353,6 +1355,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1814,22 +1817,32 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
-
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // weir patch (WEIR-PATCHES.md): upstream cancels both preemption timers here
+        // and arms new ones on every call, three to four submissions and as many
+        // `io_uring_enter`s per loop. A timer that has not fired stays armed: the
+        // latency timer is replaced below only when it is due within half of the
+        // preemption interval asked for (or later than the whole interval), and
+        // when this reactor sleeps it may wake once when the timer fires. The
+        // throughput timer, which counts completions, is re-armed once it fired.
+        let latency_timer = self.latency_preemption_timeout_src.take();
+        if latency_timer.as_ref().is_some_and(|src| src.result().is_none()) {
+            self.latency_preemption_timeout_src.set(latency_timer);
+        } else {
+            drop(latency_timer);
+            self.latency_preemption_deadline.set(None);
+        }
+        let throughput_timer = self.throughput_preemption_timeout_src.take();
+        if throughput_timer.as_ref().is_some_and(|src| src.result().is_none()) {
+            self.throughput_preemption_timeout_src.set(throughput_timer);
+        } else {
+            drop(throughput_timer);
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1853,6 +1866,7 @@ impl Reactor {
             if let Some(dur) = user_timer {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                self.latency_preemption_deadline.set(Some(Instant::now() + dur));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
@@ -1880,8 +1894,15 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            let now = Instant::now();
+            let armed_fits = self.latency_preemption_deadline.get().is_some_and(|deadline| {
+                deadline >= now + preempt / 2 && deadline <= now + preempt
+            });
+            if !armed_fits {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                self.latency_preemption_deadline.set(Some(now + preempt));
+            }
             flush_rings!(lat_ring, main_ring)?;
         }
 

@@ -7,10 +7,11 @@
 //! in the same run put that in proportion: the CPU this machine spends on the same
 //! bytes with plain syscalls in 1 MiB chunks — `write` into the page cache; `recv` from
 //! a loopback socket and `write` (ingest: the least any broker that stores through the
-//! page cache can spend); `sendfile` from the page cache to a loopback socket (fetch). Replicated scenarios (2–4) run against a local
-//! 3-node cluster this command starts (`weir local-cluster`, one shard per node) with a
-//! topic of replication factor 3; they report the nodes' CPU-seconds per GB together
-//! and the ratio to scenario 1 measured in the same run.
+//! page cache can spend); `sendfile` from the page cache to a loopback socket (fetch).
+//! Replicated scenarios (2–4) run against a local 3-node cluster this command starts
+//! (`weir local-cluster`, one shard per node) with a topic of replication factor 3;
+//! they report the nodes' CPU-seconds per GB together and the ratio to scenario 1
+//! measured in the same run.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -501,25 +502,20 @@ fn drop_page_cache(enabled: bool) -> Result<(), PerfError> {
 }
 
 /// CPU-seconds per GB this machine spends writing `bytes` into the page cache with
-/// 1 MiB `write`s to a file in `dir`: the floor under any page-cache broker's ingest.
+/// 1 MiB `write`s to a file in `dir`: the page-cache part of a broker's ingest.
 fn page_cache_write_baseline(dir: &Path, bytes: u64) -> Result<f64, PerfError> {
     let path = dir.join("page-cache-baseline");
     let mut file = std::fs::File::create(&path).map_err(io_error(&path))?;
-    let chunk = vec![b'x'; CHUNK_BYTES];
     let before = thread_cpu_seconds();
-    let mut written = 0u64;
-    while written < bytes {
-        file.write_all(&chunk).map_err(io_error(&path))?;
-        written += chunk.len() as u64;
-    }
+    let written = write_chunks(&mut file, bytes).map_err(io_error(&path))?;
     let cpu = thread_cpu_seconds() - before;
     drop(file);
     let _ = std::fs::remove_file(&path);
     Ok(per_gb(cpu, written))
 }
 
-/// The floors in bytes' way through a broker on this machine, each the CPU-seconds per
-/// GB of the thread doing the broker's part with plain syscalls and 1 MiB chunks, over
+/// The least CPU this machine spends on each path a broker's bytes take: CPU-seconds
+/// per GB of a thread doing the broker's part with plain syscalls in 1 MiB chunks, over
 /// loopback TCP as the benchmark's clients use it.
 #[derive(Debug, Clone, Copy)]
 struct Floors {
@@ -534,6 +530,17 @@ struct Floors {
 }
 
 const CHUNK_BYTES: usize = 1 << 20;
+
+/// Writes 1 MiB chunks to `file` until `bytes` are written; answers how many.
+fn write_chunks(file: &mut std::fs::File, bytes: u64) -> std::io::Result<u64> {
+    let chunk = vec![b'x'; CHUNK_BYTES];
+    let mut written = 0u64;
+    while written < bytes {
+        file.write_all(&chunk)?;
+        written += chunk.len() as u64;
+    }
+    Ok(written)
+}
 
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> PerfError + '_ {
     move |source| PerfError::Io {
@@ -605,12 +612,7 @@ fn page_cache_to_socket_baseline(dir: &Path, bytes: u64) -> Result<f64, PerfErro
         .truncate(true)
         .open(&path)
         .map_err(io_error(&path))?;
-    let chunk = vec![b'x'; CHUNK_BYTES];
-    let mut written = 0u64;
-    while written < bytes {
-        file.write_all(&chunk).map_err(io_error(&path))?;
-        written += chunk.len() as u64;
-    }
+    let written = write_chunks(&mut file, bytes).map_err(io_error(&path))?;
     // Written back first, so that the write-back does not run during the measure.
     file.sync_all().map_err(io_error(&path))?;
     let (sending, mut receiving) = loopback_pair()?;

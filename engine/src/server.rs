@@ -560,6 +560,14 @@ fn bind_listener(config: &BrokerConfig) -> anyhow::Result<TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_tcp_nodelay(true)?;
+    // Set before listen, so accepted connections inherit them (and the receive window's
+    // scale is negotiated for them).
+    if let Some(bytes) = config.socket_send_buffer_bytes {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    if let Some(bytes) = config.socket_receive_buffer_bytes {
+        socket.set_recv_buffer_size(bytes)?;
+    }
     socket
         .bind(&address.into())
         .with_context(|| format!("cannot listen on {address} (is another broker running? set listeners=PLAINTEXT://host:port)"))?;

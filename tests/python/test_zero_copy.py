@@ -11,9 +11,13 @@ bytes moved, ``syscr``/``syscw`` by one per call), while weir's io_uring reads a
 by kcat, compared line for line; the broker's ``rchar`` delta must cover the log's
 bytes in a few hundred calls at most, and stay near zero with zero copy off. For the
 slow consumer a raw Fetch for 8 MiB is sent on a socket with a 16 KiB receive buffer
-that is not read for a second (the broker's sendfile hits a full socket and falls back
-to waiting writes); the response is then read and every batch checked (CRC-32C,
-contiguous offsets), and the broker's shutdown line reports the copied bytes.
+that is not read for a second, to a broker whose sockets have a fixed 128 KiB send
+buffer (``socket.send.buffer.bytes``: with the kernel's autotuning, and what it learned
+of loopback from earlier connections, the whole response could fit and the socket
+never fill), so its sendfile hits a full socket and falls back to waiting writes; the
+response is then read and every batch checked (CRC-32C, contiguous offsets), and the
+broker's shutdown line reports the copied bytes. ``ss`` shows that both socket buffer
+keys reach the broker's connections.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ def test_fetch_bytes_leave_by_sendfile_only_with_zero_copy(make_broker, zero_cop
 
 
 def test_a_consumer_slower_than_its_socket_gets_whole_correct_responses(make_broker):
-    broker = make_broker()
+    broker = make_broker({"socket.send.buffer.bytes": 128 << 10})
     topic = support.unique_topic("slow-reader")
     lines = [b"slow-%07d-%s" % (index, b"q" * 200) for index in range(40_000)]
     produce_lines(broker, topic, lines)
@@ -122,3 +126,18 @@ def test_a_consumer_slower_than_its_socket_gets_whole_correct_responses(make_bro
     copied = [int(value) for value in re.findall(r"copied_bytes\S*?=\S*?(\d+)",
                                                  broker.stderr_text())]
     assert sum(copied) > 0, "the full socket was met by waiting, copied writes"
+
+
+def test_socket_buffer_keys_set_the_connections_buffers(make_broker):
+    broker = make_broker({"socket.send.buffer.bytes": 96 << 10,
+                          "socket.receive.buffer.bytes": 80 << 10})
+    with broker.connect() as conn:
+        assert kproto.decode_api_versions_response(
+            conn.request(kproto.API_VERSIONS, 3, kproto.encode_api_versions_request(3)), 3)[0] == 0
+        client_port = conn.sock.getsockname()[1]
+        # The broker's side of this connection: local port = the broker's, peer = ours.
+        shown = subprocess.run(
+            ["ss", "-tmnH", "state", "established", f"( sport = :{broker.port} and dport = :{client_port} )"],
+            capture_output=True, text=True, check=True).stdout
+    # Linux doubles what SO_SNDBUF / SO_RCVBUF ask for (bookkeeping room).
+    assert f"tb{2 * (96 << 10)}" in shown and f"rb{2 * (80 << 10)}" in shown, shown

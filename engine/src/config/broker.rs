@@ -78,6 +78,10 @@ const KNOWN_KEYS: &[(&str, Option<&str>)] = &[
     ("log.index.size.max.bytes", Some("10485760")),
     ("message.max.bytes", Some("1048588")),
     ("socket.request.max.bytes", Some("104857600")),
+    // Kafka's default is 102400 for both; weir leaves the buffers to the kernel's
+    // autotuning unless they are set (a fixed 100 KiB caps a fast consumer's fetches).
+    ("socket.send.buffer.bytes", Some("-1")),
+    ("socket.receive.buffer.bytes", Some("-1")),
     ("log.flush.interval.messages", Some("9223372036854775807")),
     ("log.flush.interval.ms", None),
     ("log.flush.offset.checkpoint.interval.ms", Some("60000")),
@@ -135,8 +139,6 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "num.network.threads",
     "num.io.threads",
     "num.recovery.threads.per.data.dir",
-    "socket.send.buffer.bytes",
-    "socket.receive.buffer.bytes",
     "offsets.topic.replication.factor",
     "transaction.state.log.replication.factor",
     "transaction.state.log.min.isr",
@@ -221,6 +223,11 @@ pub struct BrokerConfig {
     /// weir.shard.cores: which cores the shards are pinned to.
     pub shard_cores: ShardCores,
     pub socket_request_max_bytes: usize,
+    /// socket.send.buffer.bytes / socket.receive.buffer.bytes: `SO_SNDBUF` / `SO_RCVBUF`
+    /// of the listening socket (accepted connections inherit them); None (-1) leaves
+    /// them to the kernel.
+    pub socket_send_buffer_bytes: Option<usize>,
+    pub socket_receive_buffer_bytes: Option<usize>,
     pub checkpoint_interval_ms: u64,
     /// Log settings every topic starts from (topic configs override them).
     pub log_defaults: LogConfig,
@@ -456,6 +463,17 @@ impl BrokerConfig {
         let index_size_bytes = number_i64("log.index.size.max.bytes")?;
         let max_message_bytes = number_i64("message.max.bytes")?;
         let socket_request_max_bytes = number_i64("socket.request.max.bytes")?;
+        let socket_buffer_bytes = |key: &str| -> Result<Option<usize>, ConfigError> {
+            match number_i64(key)? {
+                -1 => Ok(None),
+                bytes if bytes >= 1 && bytes <= i32::MAX as i64 => Ok(Some(bytes as usize)),
+                bytes => Err(invalid(
+                    key,
+                    &bytes.to_string(),
+                    "must be -1 (the kernel's default) or between 1 and 2147483647",
+                )),
+            }
+        };
         let flush_messages = number_i64("log.flush.interval.messages")?;
         let flush_interval_ms = get("log.flush.interval.ms")
             .map(|value| parse_number::<i64>("log.flush.interval.ms", value))
@@ -606,6 +624,8 @@ impl BrokerConfig {
             segment_writes,
             shard_cores: parse_shard_cores(get("weir.shard.cores").expect("default"))?,
             socket_request_max_bytes: socket_request_max_bytes.min(i32::MAX as i64) as usize,
+            socket_send_buffer_bytes: socket_buffer_bytes("socket.send.buffer.bytes")?,
+            socket_receive_buffer_bytes: socket_buffer_bytes("socket.receive.buffer.bytes")?,
             checkpoint_interval_ms: number_i64("log.flush.offset.checkpoint.interval.ms")?.max(100)
                 as u64,
             log_defaults,

@@ -228,3 +228,27 @@ fn segment_writes_are_configured_or_probed_and_survive_dynamic_configs() {
         "{error}"
     );
 }
+
+#[test]
+fn socket_buffer_sizes_are_left_to_the_kernel_unless_set() {
+    let config = load(&[]).unwrap();
+    assert_eq!(config.socket_send_buffer_bytes, None);
+    assert_eq!(config.socket_receive_buffer_bytes, None);
+    assert!(config.warnings.is_empty());
+    let config = load(&[
+        "socket.send.buffer.bytes=102400",
+        "socket.receive.buffer.bytes=-1",
+    ])
+    .unwrap();
+    assert_eq!(config.socket_send_buffer_bytes, Some(102400));
+    assert_eq!(config.socket_receive_buffer_bytes, None);
+    assert!(
+        config.warnings.is_empty(),
+        "the keys take effect: {:?}",
+        config.warnings
+    );
+    assert_eq!(
+        load_error(&["socket.receive.buffer.bytes=0"]),
+        "invalid value '0' for socket.receive.buffer.bytes: must be -1 (the kernel's default) or between 1 and 2147483647"
+    );
+}

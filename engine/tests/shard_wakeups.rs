@@ -1,10 +1,10 @@
-//! Cross-shard wake-ups are never lost, and a busy shard is still preempted
-//! (engine/vendor/glommio/WEIR-PATCHES.md).
+//! Cross-shard wake-ups are never lost, and a busy shard is still preempted.
 //!
-//! Goal: weir's glommio replaces the `membarrier` an executor made on its way to sleep
-//! with fences on both sides of the sleep handshake. A handshake without a working
-//! barrier loses a wake-up now and then: a message lands just as its receiver decides to
-//! sleep, nobody writes its eventfd, and it sleeps on with the message queued.
+//! Goal: guard the two properties of glommio that weir's shards rely on and that any
+//! change to its sleep path or its preemption timers (bench/RESULTS.md, "Session 11")
+//! could break. A sleep handshake without a working barrier loses a wake-up now and
+//! then: a message lands just as its receiver decides to sleep, nobody writes its
+//! eventfd, and it sleeps on with the message queued.
 //!
 //! Method: two executors pinned to different cores (as shards are) play ping-pong the
 //! way shards call each other: the request over a bounded glommio channel, the answer
@@ -13,11 +13,9 @@
 //! handshakes. Nothing else would wake a sleeper with a lost wake-up, so one lost
 //! wake-up stalls the game; the test fails if a round trip takes over 5 s.
 //!
-//! weir's glommio also keeps a preemption timer armed across turns of the executor's
-//! loop instead of re-arming it every turn. A busy executor never sleeps, so the
-//! preemption timer is the only thing that makes a task that keeps calling
-//! `yield_if_needed` give way to the loop, which is where timers are fired: a task
-//! sleeping 20 ms beside it must wake, or the timer was lost.
+//! A busy executor never sleeps, so its preemption timer is the only thing that makes
+//! a task that keeps calling `yield_if_needed` give way to the loop, which is where
+//! timers are fired: a task sleeping 20 ms beside it must wake, or the timer was lost.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

@@ -46,14 +46,40 @@ pub(super) struct Floors {
     pub(super) page_cache_to_socket: f64,
 }
 
+impl Floors {
+    /// Each floor measured in `ROUNDS` rounds of `bytes`, taking turns so that each
+    /// meets the machine's passing states alike, and the median kept: on this VM one
+    /// pass alone moves several-fold (bench/RESULTS.md, "Session 9").
+    pub(super) fn measure(dir: &Path, bytes: u64) -> Result<Floors, PerfError> {
+        const ROUNDS: usize = 3;
+        let mut rounds = [[0f64; ROUNDS]; 3];
+        for round in 0..ROUNDS {
+            let [write, socket, sendfile] = &mut rounds;
+            write[round] = page_cache_write_baseline(dir, bytes)?;
+            socket[round] = socket_to_page_cache_baseline(dir, bytes)?;
+            sendfile[round] = page_cache_to_socket_baseline(dir, bytes)?;
+        }
+        let [write, socket, sendfile] = rounds.map(|mut passes| {
+            passes.sort_by(f64::total_cmp);
+            passes[ROUNDS / 2]
+        });
+        Ok(Floors {
+            page_cache_write: write,
+            socket_to_page_cache: socket,
+            page_cache_to_socket: sendfile,
+        })
+    }
+}
+
 const CHUNK_BYTES: usize = 1 << 20;
 
-/// Writes 1 MiB chunks to `file` until `bytes` are written; answers how many.
-fn write_chunks(file: &mut std::fs::File, bytes: u64) -> std::io::Result<u64> {
+/// Writes 1 MiB chunks to `out` (a file or a socket) until `bytes` are written;
+/// answers how many.
+fn write_chunks(out: &mut impl Write, bytes: u64) -> std::io::Result<u64> {
     let chunk = vec![b'x'; CHUNK_BYTES];
     let mut written = 0u64;
     while written < bytes {
-        file.write_all(&chunk)?;
+        out.write_all(&chunk)?;
         written += chunk.len() as u64;
     }
     Ok(written)
@@ -84,15 +110,7 @@ fn loopback_pair() -> Result<(std::net::TcpStream, std::net::TcpStream), PerfErr
 fn socket_to_page_cache_baseline(dir: &Path, bytes: u64) -> Result<f64, PerfError> {
     use std::io::Read;
     let (mut receiving, mut sending) = loopback_pair()?;
-    let sender = std::thread::spawn(move || {
-        let chunk = vec![b'x'; CHUNK_BYTES];
-        let mut sent = 0u64;
-        while sent < bytes {
-            sending.write_all(&chunk)?;
-            sent += chunk.len() as u64;
-        }
-        Ok::<_, std::io::Error>(())
-    });
+    let sender = std::thread::spawn(move || write_chunks(&mut sending, bytes));
     let path = dir.join("socket-baseline");
     let mut file = std::fs::File::create(&path).map_err(io_error(&path))?;
     let mut chunk = vec![0u8; CHUNK_BYTES];
@@ -166,29 +184,4 @@ fn page_cache_to_socket_baseline(dir: &Path, bytes: u64) -> Result<f64, PerfErro
     drop(file);
     let _ = std::fs::remove_file(&path);
     Ok(per_gb(cpu, written))
-}
-
-impl Floors {
-    /// Each floor measured in `ROUNDS` rounds of `bytes`, taking turns so that each
-    /// meets the machine's passing states alike, and the median kept: on this VM one
-    /// pass alone moves several-fold (bench/RESULTS.md, "Session 9").
-    pub(super) fn measure(dir: &Path, bytes: u64) -> Result<Floors, PerfError> {
-        const ROUNDS: usize = 3;
-        let mut rounds = [[0f64; ROUNDS]; 3];
-        for round in 0..ROUNDS {
-            let [write, socket, sendfile] = &mut rounds;
-            write[round] = page_cache_write_baseline(dir, bytes)?;
-            socket[round] = socket_to_page_cache_baseline(dir, bytes)?;
-            sendfile[round] = page_cache_to_socket_baseline(dir, bytes)?;
-        }
-        let [write, socket, sendfile] = rounds.map(|mut passes| {
-            passes.sort_by(f64::total_cmp);
-            passes[ROUNDS / 2]
-        });
-        Ok(Floors {
-            page_cache_write: write,
-            socket_to_page_cache: socket,
-            page_cache_to_socket: sendfile,
-        })
-    }
 }

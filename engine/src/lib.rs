@@ -40,3 +40,4 @@ pub mod server;
 pub mod shard;
 pub mod socket_read;
 pub mod turns;
+pub mod watchdog;

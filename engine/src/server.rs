@@ -39,6 +39,7 @@ use crate::quorum::MetadataLog;
 use crate::replication::cluster_state::Endpoint;
 use crate::replication::control::ReplicationControl;
 use crate::shard::{CROSS_SHARD_CHANNEL_CAPACITY, CheckpointEntry, Shard, ShardTask, StartupState};
+use crate::watchdog::{HEARTBEAT_INTERVAL_MS, STALL_REPORT_MS, ShardBeats, Watchdog};
 
 /// Pending connections the kernel queues per shard listener.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -109,6 +110,7 @@ pub fn run(mut config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()
     block_stop_signals();
     let stop = Arc::new(AtomicBool::new(false));
     let running = Arc::new(AtomicUsize::new(shard_count));
+    let beats = ShardBeats::new(shard_count);
     let (ready_sender, ready_receiver) = mpsc::channel::<(usize, Result<(), String>)>();
 
     // One bounded channel per ordered pair of shards.
@@ -134,12 +136,13 @@ pub fn run(mut config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()
     let mut metadata: Option<Arc<ClusterMetadata>> = None;
     for (id, (my_senders, my_receivers)) in senders.into_iter().zip(receivers).enumerate() {
         let core = cores[id % cores.len()];
-        let (config, startup, stop, running, ready) = (
+        let (config, startup, stop, running, ready, beats) = (
             config.clone(),
             startup.clone(),
             stop.clone(),
             running.clone(),
             ready_sender.clone(),
+            beats.clone(),
         );
         let shard_metadata = metadata.clone();
         let metadata_sender = metadata_sender.clone();
@@ -166,6 +169,7 @@ pub fn run(mut config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()
                     },
                 };
                 drop(metadata_sender);
+                glommio::spawn_local(heartbeat_loop(id, beats, stop.clone())).detach();
                 shard_main(
                     id,
                     shard_count,
@@ -226,7 +230,7 @@ pub fn run(mut config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()
             config.node_id,
             started.elapsed().as_millis()
         );
-        wait_for_stop_signal(&stop, &running);
+        wait_for_stop_signal(&stop, &running, &mut Watchdog::new(beats, STALL_REPORT_MS));
     }
     stop.store(true, Ordering::SeqCst);
     let mut panicked = false;
@@ -971,7 +975,18 @@ fn block_stop_signals() {
     }
 }
 
-fn wait_for_stop_signal(stop: &AtomicBool, running: &AtomicUsize) {
+/// Beats for the watchdog (see `watchdog.rs`) until the broker stops.
+async fn heartbeat_loop(shard: usize, beats: Arc<ShardBeats>, stop: Arc<AtomicBool>) {
+    beats.register(shard);
+    while !stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(Duration::from_millis(HEARTBEAT_INTERVAL_MS)).await;
+        beats.beat(shard);
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (or a shard that stopped), checking the shards' beats
+/// between waits.
+fn wait_for_stop_signal(stop: &AtomicBool, running: &AtomicUsize, watchdog: &mut Watchdog) {
     let total = running.load(Ordering::SeqCst);
     // SAFETY: sigtimedwait on a set of blocked signals.
     unsafe {
@@ -992,6 +1007,7 @@ fn wait_for_stop_signal(stop: &AtomicBool, running: &AtomicUsize) {
             if stop.load(Ordering::SeqCst) || running.load(Ordering::SeqCst) < total {
                 break;
             }
+            watchdog.check();
         }
     }
     stop.store(true, Ordering::SeqCst);

@@ -9,8 +9,11 @@
 //! thread is doing according to the kernel (state, system call, wait channel and kernel
 //! stack from `/proc`), again each time the silence quadruples, and once more when it
 //! runs again, with how long it was gone. The report names the cause an operator needs:
-//! `D` in a file system wait, `R` in a task that does not yield, `S` in
-//! `io_uring_enter` with beats overdue (the runtime did not wake up for its own timer).
+//! `D` in a file system wait, `R` with the silence spent running (a task that does not
+//! yield) or waiting for a CPU (other processes took the cores), `S` in `io_uring_enter`
+//! with beats overdue (the runtime did not wake up for its own timer). When the main
+//! thread's own check comes late, the whole process got no CPU, and that is what is
+//! reported instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -71,15 +74,63 @@ pub struct Watchdog {
     /// Per shard, while it is reported as stalled: the beat it went silent after, and
     /// the silence at which it is reported next.
     stalled: Vec<Option<(u64, u64)>>,
+    /// Per shard: the last beat seen, and the thread's CPU account when it was first
+    /// seen, so a report can say how much of the silence the thread ran and how much it
+    /// waited for a CPU.
+    seen: Vec<(u64, Option<CpuAccount>)>,
+    /// When this watchdog last checked: a check that comes late means the whole
+    /// process got no CPU (an overloaded machine, a paused VM), not that a shard hung.
+    last_check_ms: Option<u64>,
+    /// When a late check last found the process starved; silence counts from here.
+    process_resumed_ms: u64,
+}
+
+/// A thread's CPU account from `/proc/self/task/TID/schedstat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuAccount {
+    pub ran_ns: u64,
+    pub waited_for_cpu_ns: u64,
+}
+
+impl CpuAccount {
+    pub fn of_thread(thread_id: i32) -> Option<Self> {
+        let line =
+            std::fs::read_to_string(format!("/proc/self/task/{thread_id}/schedstat")).ok()?;
+        let mut fields = line
+            .split_whitespace()
+            .map(|field| field.parse::<u64>().ok());
+        Some(Self {
+            ran_ns: fields.next()??,
+            waited_for_cpu_ns: fields.next()??,
+        })
+    }
+
+    /// "ran X ms, waited Y ms for a CPU" since `earlier`.
+    fn since(self, earlier: Option<Self>) -> String {
+        match earlier {
+            Some(earlier) => format!(
+                "ran {} ms, waited {} ms for a CPU",
+                self.ran_ns.saturating_sub(earlier.ran_ns) / 1_000_000,
+                self.waited_for_cpu_ns
+                    .saturating_sub(earlier.waited_for_cpu_ns)
+                    / 1_000_000
+            ),
+            None => "CPU use unknown".to_string(),
+        }
+    }
 }
 
 impl Watchdog {
     pub fn new(beats: Arc<ShardBeats>, report_after_ms: u64) -> Self {
         let stalled = vec![None; beats.beats_ms.len()];
+        let seen = vec![(0, None); beats.beats_ms.len()];
         Self {
             beats,
             report_after_ms,
             stalled,
+            seen,
+            last_check_ms: None,
+            process_resumed_ms: 0,
         }
     }
 
@@ -87,6 +138,19 @@ impl Watchdog {
     /// Returns the shards reported as stalled by this call.
     pub fn check(&mut self) -> Vec<usize> {
         let now_ms = self.beats.now_ms();
+        let check_late_ms = self
+            .last_check_ms
+            .replace(now_ms)
+            .map_or(0, |last_check_ms| now_ms.saturating_sub(last_check_ms));
+        if check_late_ms >= self.report_after_ms {
+            // The main thread, which does nothing but wait and check, did not run
+            // either: the shards' silence is the process's, not theirs.
+            self.process_resumed_ms = now_ms;
+            warn!(
+                silent_ms = check_late_ms,
+                "the broker process got no CPU (an overloaded machine or a paused VM): every shard was silent"
+            );
+        }
         let mut reported = Vec::new();
         for shard in 0..self.stalled.len() {
             let thread_id = self.beats.thread_ids[shard].load(Ordering::Relaxed);
@@ -94,7 +158,13 @@ impl Watchdog {
                 continue;
             }
             let last_beat_ms = self.beats.beats_ms[shard].load(Ordering::Relaxed);
-            let silent_ms = now_ms.saturating_sub(last_beat_ms);
+            let account = CpuAccount::of_thread(thread_id);
+            if self.seen[shard].0 != last_beat_ms || self.seen[shard].1.is_none() {
+                self.seen[shard] = (last_beat_ms, account);
+            }
+            let cpu = account.map_or_else(String::new, |account| account.since(self.seen[shard].1));
+            // Silence counts from the last beat or from when the process ran again.
+            let silent_ms = now_ms.saturating_sub(last_beat_ms.max(self.process_resumed_ms));
             match self.stalled[shard] {
                 Some((stalled_beat_ms, _)) if last_beat_ms != stalled_beat_ms => {
                     info!(
@@ -105,7 +175,7 @@ impl Watchdog {
                     self.stalled[shard] = None;
                 }
                 Some((stalled_beat_ms, next_report_ms)) if silent_ms >= next_report_ms => {
-                    warn!(shard, silent_ms, thread = %describe_thread(thread_id), "shard still stalled");
+                    warn!(shard, silent_ms, thread = %describe_thread(thread_id), %cpu, "shard still stalled");
                     self.stalled[shard] = Some((stalled_beat_ms, next_report_ms * 4));
                     reported.push(shard);
                 }
@@ -115,6 +185,7 @@ impl Watchdog {
                         shard,
                         silent_ms,
                         thread = %describe_thread(thread_id),
+                        %cpu,
                         "shard stalled: its partitions and connections get no service"
                     );
                     self.stalled[shard] = Some((last_beat_ms, silent_ms * 4));
@@ -128,7 +199,7 @@ impl Watchdog {
 }
 
 /// What the kernel says a thread of this process is doing, in one line: its state
-/// (`R` running, `S` sleeping, `D` uninterruptible, usually disk), the system call it
+/// (`R` running or waiting for a CPU, `S` sleeping, `D` uninterruptible, usually disk), the system call it
 /// is in, its wait channel and the top of its kernel stack (readable by root only).
 pub fn describe_thread(thread_id: i32) -> String {
     let task = format!("/proc/self/task/{thread_id}");
@@ -200,6 +271,20 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
+    /// Checks every 50 ms, beating for shard 0, until something is reported.
+    fn check_until_reported(watchdog: &mut Watchdog, beats: &ShardBeats) -> Vec<usize> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+            beats.beat(0);
+            let reported = watchdog.check();
+            if !reported.is_empty() {
+                return reported;
+            }
+        }
+        Vec::new()
+    }
+
     #[test]
     fn a_shard_that_stops_beating_is_reported_with_its_thread_and_again_when_it_runs() {
         let beats = ShardBeats::new(2);
@@ -215,15 +300,15 @@ mod tests {
         });
         beats.register(0);
         wait_registered.recv().unwrap();
-        let mut watchdog = Watchdog::new(beats.clone(), 300);
+        let started = Instant::now();
+        let mut watchdog = Watchdog::new(beats.clone(), 1000);
         assert!(watchdog.check().is_empty(), "nothing is silent yet");
-        std::thread::sleep(Duration::from_millis(350));
-        beats.beat(0);
         assert_eq!(
-            watchdog.check(),
+            check_until_reported(&mut watchdog, &beats),
             vec![1],
             "only the silent shard is reported"
         );
+        assert!(started.elapsed() >= Duration::from_millis(1000));
         assert!(
             watchdog.check().is_empty(),
             "reported once until the silence quadruples"
@@ -232,6 +317,51 @@ mod tests {
         blocked.join().unwrap();
         assert!(watchdog.check().is_empty());
         assert_eq!(watchdog.stalled, vec![None, None], "shard 1 runs again");
+    }
+
+    #[test]
+    fn a_late_check_blames_the_process_not_its_shards() {
+        let beats = ShardBeats::new(1);
+        beats.register(0);
+        let mut watchdog = Watchdog::new(beats.clone(), 1000);
+        assert!(watchdog.check().is_empty());
+        // Neither the shard nor the checker ran for longer than the report threshold.
+        std::thread::sleep(Duration::from_millis(1200));
+        assert!(
+            watchdog.check().is_empty(),
+            "a starved process is not a stalled shard"
+        );
+        // The shard's silence counts again from the late check: checked every 100 ms,
+        // it is reported once 1000 ms have passed since then.
+        let resumed = Instant::now();
+        let mut reported = Vec::new();
+        while reported.is_empty() && resumed.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(100));
+            reported = watchdog.check();
+        }
+        assert_eq!(reported, vec![0], "then its own silence is reported");
+        assert!(
+            resumed.elapsed() >= Duration::from_millis(900),
+            "{:?}",
+            resumed.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_threads_cpu_account_grows_as_it_runs() {
+        // SAFETY: gettid has no preconditions.
+        let thread_id = unsafe { libc::gettid() };
+        let before = CpuAccount::of_thread(thread_id).expect("schedstat is readable");
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(30) {
+            std::hint::spin_loop();
+        }
+        let after = CpuAccount::of_thread(thread_id).expect("schedstat is readable");
+        assert!(
+            after.ran_ns >= before.ran_ns + 10_000_000,
+            "{before:?} {after:?}"
+        );
+        assert!(after.since(Some(before)).starts_with("ran "));
     }
 
     #[test]

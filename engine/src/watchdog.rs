@@ -125,11 +125,11 @@ impl Watchdog {
         let stalled = vec![None; beats.beats_ms.len()];
         let seen = vec![(0, None); beats.beats_ms.len()];
         Self {
+            last_check_ms: Some(beats.now_ms()),
             beats,
             report_after_ms,
             stalled,
             seen,
-            last_check_ms: None,
             process_resumed_ms: 0,
         }
     }
@@ -148,7 +148,7 @@ impl Watchdog {
             self.process_resumed_ms = now_ms;
             warn!(
                 silent_ms = check_late_ms,
-                "the broker process got no CPU (an overloaded machine or a paused VM): every shard was silent"
+                "the whole broker process did not run (stopped with SIGSTOP, an overloaded machine, a paused VM): every shard was silent"
             );
         }
         let mut reported = Vec::new();

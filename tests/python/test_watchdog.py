@@ -17,6 +17,7 @@ line, the produce's answer and both records read back.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -101,3 +102,21 @@ def test_a_shard_blocked_in_a_write_is_reported_with_its_thread_and_recovers(tmp
         if frozen:
             subprocess.run(["fsfreeze", "-u", str(freezable_disk)], check=False)
         broker.kill9()
+
+
+def test_a_stopped_process_is_reported_as_such_not_as_a_stalled_shard(make_broker):
+    broker = make_broker(shards=2)
+    time.sleep(0.5)  # the ready line comes just before the main thread starts checking
+    broker.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(3.0)
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+    line = wait_for_line(broker, "the whole broker process did not run", 5.0)
+    assert "silent_ms=" in line, line
+    # Checked every 200 ms from then on, the shards beat again: no shard is blamed.
+    time.sleep(2.5)
+    log = broker.stderr_text(since_last_start=True)
+    assert "shard stalled" not in log, broker.stderr_tail()
+    with broker.connect() as conn:
+        kproto.api_versions(conn, version=0)

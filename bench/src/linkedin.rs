@@ -306,6 +306,37 @@ impl Drop for Cluster {
     }
 }
 
+/// User + system CPU of this process (the runner, whose threads are the clients), in
+/// seconds, to the microsecond.
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// The most acks=all replication to 2 followers can reach, as a share of scenario 1's
+/// rate, when everything runs on this machine's `cores`: each GB still costs what it
+/// cost in scenario 1 (producer and leader), plus for each follower at least the
+/// ingest floor (socket to page cache) and the leader's fetch floor (page cache to
+/// socket). Scenario 1's measured rate is the base, so a scenario 1 that was not
+/// CPU-bound raises the ceiling rather than hiding it.
+fn acks_all_ceiling(
+    cores: f64,
+    scenario_one_gb_per_s: f64,
+    client_cpu_s_per_gb: f64,
+    broker_cpu_s_per_gb: f64,
+    floors: &Floors,
+) -> f64 {
+    let follower_floor = floors.socket_to_page_cache + floors.page_cache_to_socket;
+    let cost = client_cpu_s_per_gb + broker_cpu_s_per_gb + 2.0 * follower_floor;
+    (cores / cost) / scenario_one_gb_per_s.max(1e-12)
+}
+
 /// utime + stime from /proc/<pid>/stat's fields after the command name (14 and 15).
 fn process_cpu_seconds(fields: &[String]) -> f64 {
     let ticks = |index: usize| {
@@ -559,9 +590,19 @@ pub fn run(args: Args) -> Result<(), PerfError> {
     create_topic(&address, "linkedin-1", 6)?;
     drop_page_cache(args.drop_caches)?;
     let cpu = broker.cpu_seconds();
+    let client_cpu = own_cpu_seconds();
     let one = produce(&address, "linkedin-1", records, 100, -1.0)?;
+    let client_cpu_gb = per_gb(own_cpu_seconds() - client_cpu, one.payload_bytes);
     let cpu = broker.cpu_seconds() - cpu;
     let cpu_gb = per_gb(cpu, one.payload_bytes);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let ceiling = acks_all_ceiling(
+        cores,
+        one.payload_bytes as f64 / one.elapsed_s.max(1e-9) / 1e9,
+        client_cpu_gb,
+        cpu_gb,
+        &floors,
+    );
     eprintln!("1: {}", one.summary_line());
     push(
         "1",
@@ -571,10 +612,11 @@ pub fn run(args: Args) -> Result<(), PerfError> {
         ),
         format!("{:.2}x", one.records_per_s / 821_557.0),
         format!(
-            "{cpu_gb:.2} (floors: write {:.2}, socket + write {:.2})",
+            "{cpu_gb:.2} (floors: write {:.2}, socket + write {:.2}); producer {client_cpu_gb:.2}",
             floors.page_cache_write, floors.socket_to_page_cache
         ),
         json!({"result": one, "broker_cpu_s": cpu, "broker_cpu_s_per_gb": cpu_gb,
+               "client_cpu_s_per_gb": client_cpu_gb,
                "page_cache_write_cpu_s_per_gb": floors.page_cache_write,
                "socket_to_page_cache_cpu_s_per_gb": floors.socket_to_page_cache,
                "producer_props": {"acks": "1", "batch.size": 262144, "linger.ms": 5}, "partitions": 6}),
@@ -661,14 +703,24 @@ pub fn run(args: Args) -> Result<(), PerfError> {
                     100.0 * rate / one.records_per_s.max(1.0)
                 ),
                 format!(
-                    "{cpu_gb:.2} (3 nodes); replica lag {} records, caught up in {:.0} ms",
-                    lag.records_at_end, lag.caught_up_ms
+                    "{cpu_gb:.2} (3 nodes); replica lag {} records, caught up in {:.0} ms{}",
+                    lag.records_at_end,
+                    lag.caught_up_ms,
+                    if acks == "all" {
+                        format!(
+                            "; at the floors, at most {:.0}% of 1 on {cores} cores",
+                            100.0 * ceiling
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
                 json!({"records": sent, "records_per_s": rate, "mib_per_s": mib, "seconds": seconds,
                        "cluster_cpu_s": cpu, "cluster_cpu_s_per_gb": cpu_gb,
                        "ratio_to_no_replication": rate / one.records_per_s.max(1.0),
                        "replica_lag_records_at_end": lag.records_at_end,
                        "replica_caught_up_ms": lag.caught_up_ms,
+                       "ratio_ceiling_at_the_floors": (acks == "all").then_some(ceiling),
                        "producers": producers, "replication_factor": 3, "partitions": 6,
                        "producer_props": {"acks": acks, "batch.size": 262144, "linger.ms": 5},
                        "nodes": 3, "shards_per_node": 1}),
@@ -947,4 +999,31 @@ fn single_bars(title: &str, bars: &[(String, f64)]) -> String {
         );
     }
     svg_frame(title, &body, 60 + bars.len() * 110)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLOORS: Floors = Floors {
+        page_cache_write: 0.25,
+        socket_to_page_cache: 0.45,
+        page_cache_to_socket: 0.40,
+    };
+
+    #[test]
+    fn the_acks_all_ceiling_adds_two_followers_at_the_floors_to_scenario_ones_cost() {
+        // Scenario 1 used both cores: 0.8 GB/s at 1.25 + 1.25 CPU-s/GB. With two
+        // followers at 0.45 + 0.40 each, a GB costs 4.2 CPU-s: 2 / 4.2 GB/s.
+        let ceiling = acks_all_ceiling(2.0, 0.8, 1.25, 1.25, &FLOORS);
+        assert!((ceiling - (2.0 / 4.2) / 0.8).abs() < 1e-9, "{ceiling}");
+        assert!(ceiling < 0.6);
+    }
+
+    #[test]
+    fn a_scenario_one_short_of_the_cores_raises_the_ceiling() {
+        let saturated = acks_all_ceiling(2.0, 0.8, 1.25, 1.25, &FLOORS);
+        let half_busy = acks_all_ceiling(2.0, 0.4, 1.25, 1.25, &FLOORS);
+        assert!((half_busy - 2.0 * saturated).abs() < 1e-9);
+    }
 }

@@ -144,6 +144,11 @@ def test_linkedin_matrix_runs_small_and_writes_results(tmp_path):
         replicated = document["scenarios"][name]
         assert replicated["replication_factor"] == 3 and replicated["records"] > 0, replicated
         assert replicated["ratio_to_no_replication"] > 0
+        # Only acks=all gets the ceiling of what one machine allows at the floors.
+        ceiling = replicated["ratio_ceiling_at_the_floors"]
+        assert (ceiling is not None and ceiling > 0) == name.startswith("3:"), replicated
+    assert one["client_cpu_s_per_gb"] > 0, one
+    assert "% of 1 on" in table[3] and "; producer " in table[1], table
     for plot in ("throughput.svg", "message-size.svg", "stored-data.svg"):
         assert (out / plot).read_text().startswith("<svg")
     assert not any(path.name.startswith("data-") for path in out.iterdir()), "broker data removed"

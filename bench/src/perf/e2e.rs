@@ -297,8 +297,10 @@ fn under_load(
     while received < config.num_records {
         let mut got = false;
         for (connection, offsets) in consumers.iter_mut() {
+            // Every record of one response arrived with it: one clock read per response.
+            let mut arrived = None;
             fetch_values(connection, &config.topic, offsets, |value| {
-                let now = base.elapsed().as_nanos() as u64;
+                let now = *arrived.get_or_insert_with(|| base.elapsed().as_nanos() as u64);
                 let sent = u64::from_be_bytes(value[..8].try_into().expect("8 stamped bytes"));
                 histogram.saturating_record((now.saturating_sub(sent) / 1000).max(1));
                 received += 1;

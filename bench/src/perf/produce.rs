@@ -6,8 +6,8 @@
 //! `max.in.flight.requests.per.connection` per broker; a reader thread per connection
 //! takes the responses in order, checks every partition's error code and records each
 //! record's latency (ack time − the time it was added to its batch). Clock reads are
-//! taken every `CLOCK_EVERY_RECORDS` records when unthrottled (a tight loop adds a
-//! record every few ns) and for every record when throttled.
+//! taken every `CLOCK_EVERY_RECORDS` records (a tight loop adds a record every few ns);
+//! throttled, also whenever the producer catches up with its schedule.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -702,27 +702,38 @@ pub fn run_producer(
         Ok(())
     };
 
+    // Throttled: how many records the schedule allows by `now` (record i is due at
+    // i / throughput). The clock is read when the producer reaches that count, or every
+    // CLOCK_EVERY_RECORDS records while it is behind: on this VM a clock read costs
+    // as much as adding a record, and three reads per record took a quarter of the
+    // producer's samples.
+    let scheduled = |now: Instant| (now - started).as_secs_f64() * config.throughput;
+    let mut allowed = 0u64;
     for index in 0..config.num_records {
         if throttled {
-            let due = started + Duration::from_secs_f64(index as f64 / config.throughput);
-            now = Instant::now();
-            while now < due {
-                // Linger decides when a batch waiting on the throttle goes out.
-                let linger_due = builder.opened + settings.linger;
-                if !builder.is_empty()
-                    && linger_due <= due
-                    && senders[sender_of[partition as usize]].try_reserve()
-                {
-                    if linger_due > now {
-                        std::thread::sleep(linger_due - now);
-                    }
-                    flush(&mut builder, &mut partition, &mut senders)?;
-                } else {
-                    std::thread::sleep(due - now);
-                }
+            if index >= allowed || index % CLOCK_EVERY_RECORDS == 0 {
                 now = Instant::now();
+                allowed = scheduled(now) as u64 + 1;
+                while index >= allowed {
+                    let due = started + Duration::from_secs_f64(index as f64 / config.throughput);
+                    // Linger decides when a batch waiting on the throttle goes out.
+                    let linger_due = builder.opened + settings.linger;
+                    if !builder.is_empty()
+                        && linger_due <= due
+                        && senders[sender_of[partition as usize]].try_reserve()
+                    {
+                        if linger_due > now {
+                            std::thread::sleep(linger_due - now);
+                        }
+                        flush(&mut builder, &mut partition, &mut senders)?;
+                    } else if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                    now = Instant::now();
+                    allowed = scheduled(now) as u64 + 1;
+                }
+                timestamp_ms = wall_clock_ms();
             }
-            timestamp_ms = wall_clock_ms();
         } else if index % CLOCK_EVERY_RECORDS == 0 {
             now = Instant::now();
             timestamp_ms = wall_clock_ms();
@@ -733,17 +744,18 @@ pub fn run_producer(
                 value.clear();
                 value.extend_from_slice(payload);
                 value.resize(value.len().max(8), b'x');
+                // Each record's own send time: end-to-end latency is measured from it.
                 let nanos = Instant::now().duration_since(base).as_nanos() as u64;
                 value[..8].copy_from_slice(&nanos.to_be_bytes());
                 &value
             }
             None => payload,
         };
+        // With linger.ms=0 a batch may go as soon as a request slot is free: no clock.
+        let lingered = || settings.linger.is_zero() || now >= builder.opened + settings.linger;
         if !builder.is_empty()
             && (builder.size_with(payload.len(), settings.compression) > settings.batch_bytes
-                || now >= builder.opened + settings.linger
-                    && throttled
-                    && senders[sender_of[partition as usize]].try_reserve())
+                || throttled && lingered() && senders[sender_of[partition as usize]].try_reserve())
         {
             flush(&mut builder, &mut partition, &mut senders)?;
         }

@@ -12,8 +12,8 @@
 //! `D` in a file system wait, `R` with the silence spent running (a task that does not
 //! yield) or waiting for a CPU (other processes took the cores), `S` in `io_uring_enter`
 //! with beats overdue (the runtime did not wake up for its own timer). When the main
-//! thread's own check comes late, the whole process got no CPU, and that is what is
-//! reported instead.
+//! thread's own check comes late, the whole process did not run (SIGSTOP, a starved
+//! machine, a paused VM), and that is what is reported instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-/// How often a shard beats. Every shard already wakes at least this often for its
-/// periodic tasks, so the beat adds no wake-ups of its own.
+/// How often a shard beats: half as often as every shard already wakes to look for a
+/// stop (`STOP_POLL_INTERVAL_MS` in server.rs, 50 ms).
 pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
 
 /// Silence after which a shard is reported: 20 beats missed. Well above what a loaded

@@ -704,9 +704,8 @@ pub fn run_producer(
 
     // Throttled: how many records the schedule allows by `now` (record i is due at
     // i / throughput). The clock is read when the producer reaches that count, or every
-    // CLOCK_EVERY_RECORDS records while it is behind: on this VM a clock read costs
-    // as much as adding a record, and three reads per record took a quarter of the
-    // producer's samples.
+    // CLOCK_EVERY_RECORDS records while it is behind: on this VM three reads per record
+    // took a quarter of the producer thread's samples (bench/RESULTS.md, "Session 12").
     let scheduled = |now: Instant| (now - started).as_secs_f64() * config.throughput;
     let mut allowed = 0u64;
     for index in 0..config.num_records {

@@ -32,7 +32,7 @@ use crate::perf::props::Props;
 use crate::perf::{PerfError, REQUEST_TIMEOUT};
 
 mod floors;
-use floors::Floors;
+use floors::{Floors, acks_all_ceiling};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -317,24 +317,6 @@ fn own_cpu_seconds() -> f64 {
     };
     let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 / 1e6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
-}
-
-/// The most acks=all replication to 2 followers can reach, as a share of scenario 1's
-/// rate, when everything runs on this machine's `cores`: each GB still costs what it
-/// cost in scenario 1 (producer and leader), plus for each follower at least the
-/// ingest floor (socket to page cache) and the leader's fetch floor (page cache to
-/// socket). Scenario 1's measured rate is the base, so a scenario 1 that was not
-/// CPU-bound raises the ceiling rather than hiding it.
-fn acks_all_ceiling(
-    cores: f64,
-    scenario_one_gb_per_s: f64,
-    client_cpu_s_per_gb: f64,
-    broker_cpu_s_per_gb: f64,
-    floors: &Floors,
-) -> f64 {
-    let follower_floor = floors.socket_to_page_cache + floors.page_cache_to_socket;
-    let cost = client_cpu_s_per_gb + broker_cpu_s_per_gb + 2.0 * follower_floor;
-    (cores / cost) / scenario_one_gb_per_s.max(1e-12)
 }
 
 /// utime + stime from /proc/<pid>/stat's fields after the command name (14 and 15).
@@ -999,31 +981,4 @@ fn single_bars(title: &str, bars: &[(String, f64)]) -> String {
         );
     }
     svg_frame(title, &body, 60 + bars.len() * 110)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FLOORS: Floors = Floors {
-        page_cache_write: 0.25,
-        socket_to_page_cache: 0.45,
-        page_cache_to_socket: 0.40,
-    };
-
-    #[test]
-    fn the_acks_all_ceiling_adds_two_followers_at_the_floors_to_scenario_ones_cost() {
-        // Scenario 1 used both cores: 0.8 GB/s at 1.25 + 1.25 CPU-s/GB. With two
-        // followers at 0.45 + 0.40 each, a GB costs 4.2 CPU-s: 2 / 4.2 GB/s.
-        let ceiling = acks_all_ceiling(2.0, 0.8, 1.25, 1.25, &FLOORS);
-        assert!((ceiling - (2.0 / 4.2) / 0.8).abs() < 1e-9, "{ceiling}");
-        assert!(ceiling < 0.6);
-    }
-
-    #[test]
-    fn a_scenario_one_short_of_the_cores_raises_the_ceiling() {
-        let saturated = acks_all_ceiling(2.0, 0.8, 1.25, 1.25, &FLOORS);
-        let half_busy = acks_all_ceiling(2.0, 0.4, 1.25, 1.25, &FLOORS);
-        assert!((half_busy - 2.0 * saturated).abs() < 1e-9);
-    }
 }

@@ -26,6 +26,7 @@ pub mod disk_space;
 pub mod errors;
 pub mod event;
 pub mod group;
+pub mod main_thread;
 pub mod malloc;
 pub mod metadata;
 pub mod partition;

@@ -16,8 +16,8 @@
 //! machine, a paused VM), and that is what is reported instead.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
@@ -63,6 +63,15 @@ impl ShardBeats {
 
     pub fn beat(&self, shard: usize) {
         self.beats_ms[shard].store(self.now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// A shard's beats, from a task of its own on the shard, until the broker stops.
+pub async fn heartbeat_loop(shard: usize, beats: Arc<ShardBeats>, stop: Arc<AtomicBool>) {
+    beats.register(shard);
+    while !stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(Duration::from_millis(HEARTBEAT_INTERVAL_MS)).await;
+        beats.beat(shard);
     }
 }
 

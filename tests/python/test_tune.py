@@ -2,7 +2,8 @@
 
 Goal: an operator runs one command and sees, for each setting that matters to a
 broker (memlock, io_uring, accept queue, socket buffers, swapping, dirty pages,
-transparent hugepages, CPU governor, idle states (a VM's halt polling), cores/NUMA, NIC IRQs, open files), its value,
+transparent hugepages, CPU governor, idle states (a VM's halt polling), cores/NUMA, NIC IRQs, open files,
+how the log dirs' filesystem takes appends), its value,
 the recommendation and — when it needs changing — the command that changes it.
 
 Method: run the real binary on this machine; parse every line; cross-check values
@@ -12,16 +13,20 @@ line is at warn. Nothing on the machine is changed.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import shutil
 import subprocess
 
-from conftest import WEIR_BIN
+import pytest
+
+from conftest import WEIR_BIN, Broker
 
 CHECKS = ["memlock", "io_uring", "net.core.somaxconn", "net.core.rmem_max", "net.core.wmem_max",
           "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "vm.swappiness", "vm.dirty_ratio",
           "transparent_hugepage", "cpu_governor", "cpu_idle", "cores_and_numa", "nic_irq_affinity",
-          "open_files"]
+          "open_files", "weir.log.segment.writes"]
 LINE = re.compile(r"^\[\s*(ok|warn|info)\] ([a-z0-9_.]+): (.*) \(recommended: (.*)\)$")
 
 
@@ -105,3 +110,49 @@ def test_tune_apply_shows_the_plan_and_changes_nothing_without_a_yes():
     assert sysctl_snapshot() == before
     unknown = tune("apply", "--profile", "fastest")
     assert unknown.returncode == 2 and "unknown profile 'fastest' (profiles: throughput, latency)" in unknown.stderr
+
+
+def segment_writes_line(log_dir) -> str:
+    result = tune("check", "--log-dirs", str(log_dir))
+    assert result.returncode == 0, result
+    (line,) = [line for line in result.stdout.splitlines() if "] weir.log.segment.writes: " in line]
+    return line
+
+
+def broker_segment_writes(tmp_path, log_dir) -> str:
+    broker = Broker(tmp_path / "broker", {"log.dirs": log_dir})
+    broker.start()
+    try:
+        (line,) = [line for line in broker.stderr_text(since_last_start=True).splitlines()
+                   if "segment appends" in line]
+        return re.sub(r"\x1b\[[0-9;]*m", "", line).rsplit("segment_writes=", 1)[1].strip()
+    finally:
+        broker.stop()
+
+
+def test_tune_check_names_the_segment_write_mode_the_broker_picks_for_the_same_dir(tmp_path):
+    # This machine's /tmp (ext4 in CI) refuses RWF_NOWAIT buffered writes: pwrite.
+    log_dir = tmp_path / "log"
+    line = segment_writes_line(log_dir)
+    assert f"{log_dir} does not exist yet, probed at {tmp_path}" in line, line
+    mode = broker_segment_writes(tmp_path, log_dir)
+    assert mode in ("Pwrite", "IoUring"), mode
+    assert ("pwrite on each shard" in line) == (mode == "Pwrite"), (line, mode)
+    assert ("[  ok] weir.log.segment.writes: io_uring" in line) == (mode == "IoUring"), (line, mode)
+
+
+def test_tune_check_and_the_broker_keep_io_uring_on_xfs(tmp_path):
+    if os.geteuid() != 0 or shutil.which("mkfs.xfs") is None:
+        pytest.skip("loop-mounting an XFS image needs root and mkfs.xfs (CI has both)")
+    image, mount = tmp_path / "xfs.img", tmp_path / "xfs"
+    mount.mkdir()
+    with open(image, "wb") as file:
+        file.truncate(320 << 20)  # sparse; XFS wants at least 300 MB
+    subprocess.run(["mkfs.xfs", "-q", "-f", str(image)], check=True)
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True)
+    try:
+        line = segment_writes_line(mount)
+        assert "[  ok] weir.log.segment.writes: io_uring" in line, line
+        assert broker_segment_writes(tmp_path, mount / "log") == "IoUring"
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

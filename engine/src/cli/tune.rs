@@ -1,5 +1,6 @@
 //! `weir tune check`: reports the machine settings that matter to a broker, each with
-//! the exact command that fixes it (the checks live in `weir_tuning::check`).
+//! the exact command that fixes it (the checks live in `weir_tuning::check`), and the
+//! segment-write mode the broker would pick for `--log-dirs`.
 //! `weir tune apply --profile P`: shows what profile P would change and changes it only
 //! after a yes (`weir_tuning::profile`).
 
@@ -7,7 +8,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use weir_tuning::check::{Probe, Status, check_this_machine, render};
+use weir_storage::SegmentWrites;
+use weir_tuning::check::{Finding, Probe, Status, check_this_machine, render};
 use weir_tuning::profile;
 
 #[derive(clap::Args, Debug)]
@@ -29,6 +31,10 @@ pub enum Action {
         /// Exit with status 1 when any check is at warn (for provisioning scripts).
         #[arg(long)]
         fail_on_warn: bool,
+        /// The broker's log dirs (comma-separated, as log.dirs), for the segment-write
+        /// mode `weir.log.segment.writes=auto` would choose on their filesystem.
+        #[arg(long, value_name = "DIR[,DIR...]", default_value = "./weir-data")]
+        log_dirs: String,
     },
     /// Show the changes a profile makes (sysctls, /sys), then make them after a yes.
     Apply {
@@ -44,10 +50,70 @@ pub enum Action {
     },
 }
 
+/// What `weir.log.segment.writes=auto` picks for `log_dirs` (probed where they exist,
+/// else at their nearest existing parent, where the broker would create them).
+fn segment_writes(log_dirs: &str) -> Finding {
+    let mut probed = Vec::new();
+    let mut notes = Vec::new();
+    for dir in log_dirs
+        .split(',')
+        .map(str::trim)
+        .filter(|dir| !dir.is_empty())
+    {
+        let dir = std::path::PathBuf::from(dir);
+        let Some(existing) = dir.ancestors().find(|path| path.is_dir()) else {
+            notes.push(format!("{} has no existing parent", dir.display()));
+            continue;
+        };
+        if existing != dir.as_path() {
+            notes.push(format!(
+                "{} does not exist yet, probed at {}",
+                dir.display(),
+                existing.display()
+            ));
+        }
+        probed.push(existing.to_path_buf());
+    }
+    let (status, value) = if probed.is_empty() {
+        (Status::Info, format!("not probed ({})", notes.join("; ")))
+    } else {
+        match crate::config::broker::auto_segment_writes(&probed) {
+            Ok(SegmentWrites::Pwrite) => (
+                Status::Info,
+                "pwrite on each shard: the log dirs' filesystem refuses RWF_NOWAIT buffered \
+                 writes, so io_uring would hand every append to a worker thread; a write the \
+                 kernel throttles stalls the shard (the broker logs it)"
+                    .to_string(),
+            ),
+            Ok(SegmentWrites::IoUring) => (
+                Status::Ok,
+                "io_uring: the log dirs' filesystem takes RWF_NOWAIT buffered writes".to_string(),
+            ),
+            Err(error) => (Status::Info, format!("cannot probe: {error}")),
+        }
+    };
+    let value = if notes.is_empty() || probed.is_empty() {
+        value
+    } else {
+        format!("{value} ({})", notes.join("; "))
+    };
+    Finding {
+        name: "weir.log.segment.writes",
+        status,
+        value,
+        recommended: "auto, the default: the broker probes the same way at start".to_string(),
+        fix: None,
+    }
+}
+
 pub fn run(args: Args) -> ExitCode {
     match args.action {
-        Action::Check { fail_on_warn } => {
-            let findings = check_this_machine();
+        Action::Check {
+            fail_on_warn,
+            log_dirs,
+        } => {
+            let mut findings = check_this_machine();
+            findings.push(segment_writes(&log_dirs));
             for finding in &findings {
                 println!("{}", render(finding));
             }

@@ -302,17 +302,7 @@ impl BrokerConfig {
     pub fn resolve_segment_writes(&mut self) -> std::io::Result<SegmentWrites> {
         let writes = match self.segment_writes {
             Some(writes) => writes,
-            None => {
-                let mut all_wait = true;
-                for dir in &self.log_dirs {
-                    all_wait &= weir_storage::buffered_writes_wait_for_worker(dir)?;
-                }
-                if all_wait {
-                    SegmentWrites::Pwrite
-                } else {
-                    SegmentWrites::IoUring
-                }
-            }
+            None => auto_segment_writes(&self.log_dirs)?,
         };
         self.log_defaults.segment_writes = writes;
         Ok(writes)
@@ -833,3 +823,18 @@ fn bind_host(host: &str) -> String {
 #[cfg(test)]
 #[path = "broker_tests.rs"]
 pub(super) mod tests;
+
+/// `weir.log.segment.writes=auto` for these (existing) log dirs: `pwrite` when every
+/// one's filesystem would hand each io_uring buffered write to a worker thread
+/// (`buffered_writes_wait_for_worker`), else `io_uring`. `weir tune check` reports it.
+pub fn auto_segment_writes(log_dirs: &[PathBuf]) -> std::io::Result<SegmentWrites> {
+    let mut all_wait = true;
+    for dir in log_dirs {
+        all_wait &= weir_storage::buffered_writes_wait_for_worker(dir)?;
+    }
+    Ok(if all_wait {
+        SegmentWrites::Pwrite
+    } else {
+        SegmentWrites::IoUring
+    })
+}

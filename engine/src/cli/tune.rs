@@ -74,8 +74,8 @@ fn segment_writes(log_dirs: &str) -> Finding {
         }
         probed.push(existing.to_path_buf());
     }
-    let (status, value) = if probed.is_empty() {
-        (Status::Info, format!("not probed ({})", notes.join("; ")))
+    let (status, mode) = if probed.is_empty() {
+        (Status::Info, "not probed".to_string())
     } else {
         match crate::config::broker::auto_segment_writes(&probed) {
             Ok(SegmentWrites::Pwrite) => (
@@ -92,10 +92,10 @@ fn segment_writes(log_dirs: &str) -> Finding {
             Err(error) => (Status::Info, format!("cannot probe: {error}")),
         }
     };
-    let value = if notes.is_empty() || probed.is_empty() {
-        value
+    let value = if notes.is_empty() {
+        mode
     } else {
-        format!("{value} ({})", notes.join("; "))
+        format!("{mode} ({})", notes.join("; "))
     };
     Finding {
         name: "weir.log.segment.writes",

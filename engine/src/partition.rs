@@ -827,6 +827,7 @@ impl Partition {
             return Ok(());
         }
         log.flush().await?;
+        log.release_reserved_space();
         // After the flush: the snapshot must not describe data that is not yet durable.
         log.snapshot_producers()?;
         self.recovery_point.set(log.recovery_point());

@@ -52,6 +52,7 @@ pub mod error;
 pub mod index;
 pub mod log;
 pub mod meta;
+mod preallocation;
 mod producer_snapshots;
 pub mod producer_state;
 mod recovery;

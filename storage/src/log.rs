@@ -683,6 +683,14 @@ impl PartitionLog {
         Ok(Some((offset, max_timestamp)))
     }
 
+    /// Gives back the space the active segment reserved ahead of its appends (ext4; see
+    /// `preallocation`): for a partition that stops taking appends here (the broker stops).
+    pub fn release_reserved_space(&mut self) {
+        if let Some(active) = self.segments.last_mut() {
+            active.release_reserved_space();
+        }
+    }
+
     /// fdatasyncs every segment written since the last flush (and the directory after a
     /// roll), then advances the recovery point to the log end.
     pub async fn flush(&mut self) -> Result<(), StorageError> {

@@ -28,6 +28,7 @@ use glommio::io::{BufferedFile, OpenOptions};
 use crate::batch::{BATCH_LENGTH_MIN, BatchHeader, HEADER_BYTES};
 use crate::error::StorageError;
 use crate::index::{OffsetIndex, TimeIndex};
+use crate::preallocation::Preallocation;
 use crate::segment_file_name;
 
 /// How many bytes a header scan reads per I/O: enough for several batch headers
@@ -140,6 +141,9 @@ pub(crate) struct Segment {
     pub dirty: bool,
     /// `state.size_bytes` when the pending index entries were last written.
     indexed_size_bytes: u64,
+    /// Blocks of the `.log` reserved ahead of the appends (ext4 only; see
+    /// `preallocation`).
+    preallocation: Preallocation,
     log: BufferedFile,
     index: BufferedFile,
     time_index: BufferedFile,
@@ -185,8 +189,10 @@ impl Segment {
         let log = open_read_write(&paths.log, truncate).await?;
         let index = open_read_write(&paths.index, truncate).await?;
         let time_index = open_read_write(&paths.time_index, truncate).await?;
+        let preallocation = Preallocation::open(log.as_raw_fd(), state.size_bytes);
         Ok(Segment {
             indexed_size_bytes: state.size_bytes,
+            preallocation,
             state,
             paths,
             roll_base_ms,
@@ -213,6 +219,8 @@ impl Segment {
         let length = bytes.len();
         let position = self.state.size_bytes;
         self.dirty = true;
+        self.preallocation
+            .before_write(self.log.as_raw_fd(), position + length as u64);
         let written = match writes {
             SegmentWrites::IoUring => self
                 .log
@@ -225,6 +233,7 @@ impl Segment {
         if written != length {
             // Regular files only write short on ENOSPC/EFBIG; drop the partial bytes.
             let _ = self.log.truncate(position).await;
+            self.preallocation.truncated(position);
             return Err(StorageError::io(
                 "append to",
                 &self.paths.log,
@@ -270,7 +279,14 @@ impl Segment {
                 (self.state.max_timestamp, self.state.offset_of_max_timestamp);
             self.state.time_index.maybe_append(timestamp, offset, true);
         }
+        self.release_reserved_space();
         self.write_pending_index_entries().await
+    }
+
+    /// Gives back the blocks reserved past the end of the `.log` (see `preallocation`).
+    pub fn release_reserved_space(&mut self) {
+        self.preallocation
+            .release(self.log.as_raw_fd(), self.state.size_bytes);
     }
 
     /// A descriptor of its own for the `.log` (a `dup`), for sending file regions with
@@ -391,6 +407,7 @@ impl Segment {
 
     /// Writes the pending index entries and closes the files.
     pub async fn close(mut self) -> Result<(), StorageError> {
+        self.release_reserved_space();
         self.write_pending_index_entries().await?;
         self.log
             .close()

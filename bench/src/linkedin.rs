@@ -48,7 +48,11 @@ pub struct Args {
     /// The weir binary to start (default: this one).
     #[arg(long)]
     pub bin: Option<PathBuf>,
-    /// Shards for the broker (default: one per core).
+    /// Shards for the single broker of scenarios 1 and 5–10 (default: one per core
+    /// but one, at least one). The load generators run on the same cores; LinkedIn's ran
+    /// on machines of their own. With a shard on every core of this 2-core machine, the
+    /// shards and the clients take turns on both and the broker spent 1.07 CPU-s per GB
+    /// ingested against 0.83 with one shard (bench/RESULTS.md, "Session 13").
     #[arg(long)]
     pub shards: Option<usize>,
     /// Before each producer scenario, write back and drop the page cache (needs root).
@@ -105,7 +109,7 @@ struct Broker {
 }
 
 impl Broker {
-    fn start(bin: &Path, data: &Path, shards: Option<usize>) -> Result<Broker, PerfError> {
+    fn start(bin: &Path, data: &Path, shards: usize) -> Result<Broker, PerfError> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .map_err(|source| PerfError::Io {
@@ -122,10 +126,8 @@ impl Broker {
             .args(["--override", "log.segment.bytes=536870912"])
             .args(["--override", "num.partitions=6"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(shards) = shards {
-            command.args(["--shards", &shards.to_string()]);
-        }
+            .stderr(Stdio::null())
+            .args(["--shards", &shards.to_string()]);
         let mut child = command.spawn().map_err(|source| PerfError::Io {
             address: bin.display().to_string(),
             source,
@@ -531,7 +533,10 @@ pub fn run(args: Args) -> Result<(), PerfError> {
     // First, so that a missing permission shows before anything starts.
     drop_page_cache(args.drop_caches)?;
     let data = args.out.join(format!("data-{}", std::process::id()));
-    let broker = Broker::start(&bin, &data, args.shards)?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let shards = args.shards.unwrap_or(cores.saturating_sub(1).max(1));
+    println!("broker: {shards} shard(s) on {cores} core(s); the load generators share them");
+    let broker = Broker::start(&bin, &data, shards)?;
     let address = broker.address.clone();
     let records = args.records.max(6);
     let mut results = serde_json::Map::new();
@@ -881,7 +886,8 @@ pub fn run(args: Args) -> Result<(), PerfError> {
         "records_per_producer_scenario": records,
         "record_bytes": 100,
         "partitions": 6,
-        "cores": std::thread::available_parallelism().map_or(0, usize::from),
+        "cores": cores,
+        "broker_shards": shards,
         "page_cache_dropped_before_each_producer_scenario": args.drop_caches,
         "scenarios": Value::Object(results),
     });

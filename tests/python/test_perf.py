@@ -131,6 +131,9 @@ def test_linkedin_matrix_runs_small_and_writes_results(tmp_path):
     assert all("rec/s" in row and "% of 1" in row for row in table[2:5]), "replicated scenarios ran"
     document = json.loads((out / "results.json").read_text())
     assert document["page_cache_dropped_before_each_producer_scenario"] == bool(drop)
+    # The single broker leaves a core to the load generators, when there is one to leave.
+    assert document["broker_shards"] == max(1, document["cores"] - 1) == max(1, os.cpu_count() - 1), document
+    assert f"broker: {document['broker_shards']} shard(s)" in result.stdout, result.stdout[:500]
     one = document["scenarios"]["1: 1 producer thread, no replication"]
     assert one["result"]["records"] == 60_000
     assert one["broker_cpu_s_per_gb"] >= 0

@@ -31,8 +31,12 @@ use crate::perf::produce::{ProducerPerfConfig, random_payload, run_producer};
 use crate::perf::props::Props;
 use crate::perf::{PerfError, REQUEST_TIMEOUT};
 
+mod cores;
 mod floors;
+mod plots;
+use cores::{CoreSplit, allowed_cores, run_on};
 use floors::{Floors, acks_all_ceiling};
+use plots::{bar_chart, single_bars};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -48,11 +52,8 @@ pub struct Args {
     /// The weir binary to start (default: this one).
     #[arg(long)]
     pub bin: Option<PathBuf>,
-    /// Shards for the single broker of scenarios 1 and 5–10 (default: one per core
-    /// but one, at least one). The load generators run on the same cores; LinkedIn's ran
-    /// on machines of their own. With a shard on every core of this 2-core machine, the
-    /// shards and the clients take turns on both and the broker spent 1.07 CPU-s per GB
-    /// ingested against 0.83 with one shard (bench/RESULTS.md, "Session 13").
+    /// Shards for the single broker of scenarios 1 and 5–10 (default: one per core but
+    /// one, at least one; the load generators run on the cores left, see `cores`).
     #[arg(long)]
     pub shards: Option<usize>,
     /// Before each producer scenario, write back and drop the page cache (needs root).
@@ -109,7 +110,7 @@ struct Broker {
 }
 
 impl Broker {
-    fn start(bin: &Path, data: &Path, shards: usize) -> Result<Broker, PerfError> {
+    fn start(bin: &Path, data: &Path, split: &CoreSplit) -> Result<Broker, PerfError> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .map_err(|source| PerfError::Io {
@@ -127,7 +128,11 @@ impl Broker {
             .args(["--override", "num.partitions=6"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .args(["--shards", &shards.to_string()]);
+            .args(["--shards", &split.broker.len().to_string()])
+            .args([
+                "--override",
+                &format!("weir.shard.cores={}", split.shard_cores_setting()),
+            ]);
         let mut child = command.spawn().map_err(|source| PerfError::Io {
             address: bin.display().to_string(),
             source,
@@ -533,10 +538,14 @@ pub fn run(args: Args) -> Result<(), PerfError> {
     // First, so that a missing permission shows before anything starts.
     drop_page_cache(args.drop_caches)?;
     let data = args.out.join(format!("data-{}", std::process::id()));
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let shards = args.shards.unwrap_or(cores.saturating_sub(1).max(1));
-    println!("broker: {shards} shard(s) on {cores} core(s); the load generators share them");
-    let broker = Broker::start(&bin, &data, shards)?;
+    let split = CoreSplit::new(allowed_cores(), args.shards);
+    println!(
+        "broker: {} shard(s) on cores {:?}; load generators on cores {:?}",
+        split.broker.len(),
+        split.broker,
+        split.clients
+    );
+    let broker = Broker::start(&bin, &data, &split)?;
     let address = broker.address.clone();
     let records = args.records.max(6);
     let mut results = serde_json::Map::new();
@@ -572,6 +581,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
         "floors (CPU-s/GB): page-cache write {:.3}, socket to page cache {:.3}, page cache to socket {:.3}",
         floors.page_cache_write, floors.socket_to_page_cache, floors.page_cache_to_socket
     );
+    run_on(&split.clients);
 
     // 1: one producer, no replication.
     create_topic(&address, "linkedin-1", 6)?;
@@ -582,7 +592,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
     let client_cpu_gb = per_gb(own_cpu_seconds() - client_cpu, one.payload_bytes);
     let cpu = broker.cpu_seconds() - cpu;
     let cpu_gb = per_gb(cpu, one.payload_bytes);
-    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let cores = split.all.len() as f64;
     let ceiling = acks_all_ceiling(
         cores,
         one.payload_bytes as f64 / one.elapsed_s.max(1e-9) / 1e9,
@@ -640,6 +650,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
 
     // 2–4: replication factor 3 on a local 3-node cluster (one shard per node; on one
     // machine the nodes share its cores with the producers).
+    run_on(&split.all);
     {
         let cluster = Cluster::start(
             &bin,
@@ -718,6 +729,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
         replicated("3", "linkedin-3", 1, "all")?;
         replicated("4", "linkedin-4", 3, "1")?;
     }
+    run_on(&split.clients);
 
     // 5: throughput vs stored data, in five steps on a growing log.
     create_topic(&address, "linkedin-5", 6)?;
@@ -886,8 +898,10 @@ pub fn run(args: Args) -> Result<(), PerfError> {
         "records_per_producer_scenario": records,
         "record_bytes": 100,
         "partitions": 6,
-        "cores": cores,
-        "broker_shards": shards,
+        "cores": split.all.len(),
+        "broker_shards": split.broker.len(),
+        "broker_cores": split.broker,
+        "load_generator_cores": split.clients,
         "page_cache_dropped_before_each_producer_scenario": args.drop_caches,
         "scenarios": Value::Object(results),
     });
@@ -941,50 +955,4 @@ pub fn run(args: Args) -> Result<(), PerfError> {
     )?;
     eprintln!("wrote {}/results.json and 3 SVG plots", args.out.display());
     Ok(())
-}
-
-fn svg_frame(title: &str, body: &str, width: usize) -> String {
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"320\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"20\" font-size=\"14\">{title}</text>\n<line x1=\"40\" y1=\"270\" x2=\"{}\" y2=\"270\" stroke=\"black\"/>\n{body}</svg>\n",
-        width - 10
-    )
-}
-
-fn bar_chart(title: &str, bars: &[(&str, f64, f64)]) -> String {
-    let max = bars
-        .iter()
-        .flat_map(|bar| [bar.1, bar.2])
-        .fold(1.0, f64::max);
-    let mut body = String::new();
-    for (index, (label, theirs, ours)) in bars.iter().enumerate() {
-        let x = 50 + index * 150;
-        for (offset, value, color) in [(0, theirs, "#999"), (50, ours, "#3366cc")] {
-            let height = value / max * 220.0;
-            body += &format!(
-                "<rect x=\"{}\" y=\"{:.1}\" width=\"45\" height=\"{height:.1}\" fill=\"{color}\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"10\">{:.0}k</text>\n",
-                x + offset,
-                270.0 - height,
-                x + offset,
-                266.0 - height,
-                value / 1000.0
-            );
-        }
-        body += &format!("<text x=\"{x}\" y=\"290\">{label}</text>\n");
-    }
-    svg_frame(title, &body, 50 + bars.len() * 150)
-}
-
-fn single_bars(title: &str, bars: &[(String, f64)]) -> String {
-    let max = bars.iter().map(|bar| bar.1).fold(1e-9, f64::max);
-    let mut body = String::new();
-    for (index, (label, value)) in bars.iter().enumerate() {
-        let x = 50 + index * 110;
-        let height = value / max * 220.0;
-        body += &format!(
-            "<rect x=\"{x}\" y=\"{:.1}\" width=\"80\" height=\"{height:.1}\" fill=\"#3366cc\"/><text x=\"{x}\" y=\"{:.1}\" font-size=\"10\">{value:.1}</text><text x=\"{x}\" y=\"290\">{label}</text>\n",
-            270.0 - height,
-            266.0 - height
-        );
-    }
-    svg_frame(title, &body, 60 + bars.len() * 110)
 }

@@ -132,8 +132,13 @@ def test_linkedin_matrix_runs_small_and_writes_results(tmp_path):
     document = json.loads((out / "results.json").read_text())
     assert document["page_cache_dropped_before_each_producer_scenario"] == bool(drop)
     # The single broker leaves a core to the load generators, when there is one to leave.
-    assert document["broker_shards"] == max(1, document["cores"] - 1) == max(1, os.cpu_count() - 1), document
-    assert f"broker: {document['broker_shards']} shard(s)" in result.stdout, result.stdout[:500]
+    cores = sorted(os.sched_getaffinity(0))
+    assert document["broker_shards"] == max(1, len(cores) - 1) == len(document["broker_cores"]), document
+    assert document["broker_cores"] == cores[:document["broker_shards"]], document
+    expected_clients = cores[document["broker_shards"]:] or cores
+    assert document["load_generator_cores"] == expected_clients, document
+    assert f"broker: {document['broker_shards']} shard(s) on cores {document['broker_cores']}" in result.stdout, \
+        result.stdout[:500]
     one = document["scenarios"]["1: 1 producer thread, no replication"]
     assert one["result"]["records"] == 60_000
     assert one["broker_cpu_s_per_gb"] >= 0

@@ -200,10 +200,13 @@ struct Stats {
 
 impl Stats {
     fn complete(&mut self, batch: &InFlight, now_us: u64) {
-        for &added in &batch.added_us {
-            let latency = now_us.saturating_sub(added).max(1);
-            self.histogram.saturating_record(latency);
-            self.window_latency_us_sum += latency;
+        // Records added between two reads of the clock share their time: one histogram
+        // entry per run of them (a run is CLOCK_EVERY_RECORDS long unthrottled).
+        for run in batch.added_us.chunk_by(|a, b| a == b) {
+            let latency = now_us.saturating_sub(run[0]).max(1);
+            let count = run.len() as u64;
+            self.histogram.saturating_record_n(latency, count);
+            self.window_latency_us_sum += latency * count;
             self.window_latency_us_max = self.window_latency_us_max.max(latency);
         }
         self.records += batch.records;
@@ -708,6 +711,7 @@ pub fn run_producer(
     // took a quarter of the producer thread's samples (bench/RESULTS.md, "Session 12").
     let scheduled = |now: Instant| (now - started).as_secs_f64() * config.throughput;
     let mut allowed = 0u64;
+    let (mut added_at, mut added_us) = (started, 0u64);
     for index in 0..config.num_records {
         if throttled {
             if index >= allowed || index % CLOCK_EVERY_RECORDS == 0 {
@@ -758,7 +762,11 @@ pub fn run_producer(
         {
             flush(&mut builder, &mut partition, &mut senders)?;
         }
-        let added_us = (now - started).as_micros() as u64;
+        if now != added_at {
+            // Only after a read of the clock: the subtraction cost as much as the read.
+            added_at = now;
+            added_us = (now - started).as_micros() as u64;
+        }
         builder.add(timestamp_ms, payload, added_us, settings.compression);
         if now >= next_report {
             let mut stats = stats.lock().expect("stats lock");

@@ -156,6 +156,11 @@ def test_linkedin_matrix_runs_small_and_writes_results(tmp_path):
         ceiling = replicated["ratio_ceiling_at_the_floors"]
         assert (ceiling is not None and ceiling > 0) == name.startswith("3:"), replicated
     assert one["client_cpu_s_per_gb"] > 0, one
+    # Under load, half of the end-to-end test's own peak (a producer flat out beside a consumer).
+    latency = document["scenarios"]["9: end-to-end latency (p50/p99/p99.9 ms)"]
+    assert latency["flat_out"]["records"] == 60_000 and latency["flat_out"]["records_per_s"] > 0, latency
+    assert latency["at_half_peak"]["records"] == int(latency["flat_out"]["records_per_s"] / 2 * 5), latency
+    assert "flat out" in table[9] and "at half of it" in table[9], table[9]
     assert "% of 1 on" in table[3] and "; producer " in table[1], table
     for plot in ("throughput.svg", "message-size.svg", "stored-data.svg"):
         assert (out / plot).read_text().startswith("<svg")

@@ -27,10 +27,10 @@
 use std::os::fd::RawFd;
 
 /// Least a reservation runs ahead of the appends.
-pub(crate) const AHEAD_BYTES_MIN: u64 = 64 << 10;
+const AHEAD_BYTES_MIN: u64 = 64 << 10;
 /// Most a reservation runs ahead of the appends: 1 MiB steps already gained all the
 /// measured benefit, 4 MiB keeps the `fallocate` calls rare at 1 GB/s.
-pub(crate) const AHEAD_BYTES_MAX: u64 = 4 << 20;
+const AHEAD_BYTES_MAX: u64 = 4 << 20;
 const _: () = assert!(AHEAD_BYTES_MIN <= AHEAD_BYTES_MAX);
 
 /// `EXT4_SUPER_MAGIC` (also ext2 and ext3).

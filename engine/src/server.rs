@@ -101,7 +101,13 @@ pub fn run(mut config: BrokerConfig, shards: Option<usize>) -> anyhow::Result<()
     let segment_writes = config
         .resolve_segment_writes()
         .context("cannot probe the log dirs' filesystem for weir.log.segment.writes=auto")?;
-    info!(?segment_writes, "segment appends");
+    // Before `segment_writes`, which tests read as the line's last field.
+    let blocks_reserved_ahead = config
+        .log_dirs
+        .iter()
+        .map(|dir| weir_storage::preallocates_in(dir).unwrap_or(false))
+        .collect::<Vec<_>>();
+    info!(?blocks_reserved_ahead, ?segment_writes, "segment appends");
     ensure_port_is_free(config.listen_address)?;
     let cluster_id =
         ensure_meta_properties(&config.log_dirs, config.node_id, new_cluster_id(&config))

@@ -25,6 +25,7 @@
 //! would have without the reservation.
 
 use std::os::fd::RawFd;
+use std::path::Path;
 
 /// Least a reservation runs ahead of the appends.
 const AHEAD_BYTES_MIN: u64 = 64 << 10;
@@ -133,6 +134,13 @@ fn on_ext4(fd: RawFd) -> bool {
         return false;
     }
     stats.f_type as u64 == EXT4_SUPER_MAGIC
+}
+
+/// Whether segments in `dir` (an existing directory) get their blocks reserved ahead of
+/// their appends: the same test `Preallocation::open` makes of each `.log` file.
+pub fn preallocates_in(dir: &Path) -> std::io::Result<bool> {
+    let file = std::fs::File::open(dir)?;
+    Ok(on_ext4(std::os::fd::AsRawFd::as_raw_fd(&file)))
 }
 
 /// Bytes the file occupies on disk (`st_blocks` × 512).

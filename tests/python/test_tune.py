@@ -119,13 +119,16 @@ def segment_writes_line(log_dir) -> str:
     return line
 
 
-def broker_segment_writes(tmp_path, log_dir) -> str:
+def broker_segment_appends(tmp_path, log_dir) -> tuple[str, str]:
+    """The broker's own choices for `log_dir`: (segment write mode, blocks reserved ahead)."""
     broker = Broker(tmp_path / "broker", {"log.dirs": log_dir})
     broker.start()
     try:
         (line,) = [line for line in broker.stderr_text(since_last_start=True).splitlines()
                    if "segment appends" in line]
-        return re.sub(r"\x1b\[[0-9;]*m", "", line).rsplit("segment_writes=", 1)[1].strip()
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        reserved = re.search(r"blocks_reserved_ahead=(\[\w+\])", line).group(1)
+        return line.rsplit("segment_writes=", 1)[1].strip(), reserved
     finally:
         broker.stop()
 
@@ -135,10 +138,15 @@ def test_tune_check_names_the_segment_write_mode_the_broker_picks_for_the_same_d
     log_dir = tmp_path / "log"
     line = segment_writes_line(log_dir)
     assert f"{log_dir} does not exist yet, probed at {tmp_path}" in line, line
-    mode = broker_segment_writes(tmp_path, log_dir)
+    mode, reserved = broker_segment_appends(tmp_path, log_dir)
     assert mode in ("Pwrite", "IoUring"), mode
     assert ("pwrite on each shard" in line) == (mode == "Pwrite"), (line, mode)
     assert ("[  ok] weir.log.segment.writes: io_uring" in line) == (mode == "IoUring"), (line, mode)
+    # Segments' blocks are reserved ahead on ext4: both name it alike.
+    ext4 = subprocess.run(["stat", "-f", "-c", "%t", str(tmp_path)], capture_output=True, text=True,
+                          check=True).stdout.strip() == "ef53"
+    assert reserved == ("[true]" if ext4 else "[false]"), reserved
+    assert ("ext4: each segment's blocks are reserved ahead" in line) == ext4, line
 
 
 def test_tune_check_and_the_broker_keep_io_uring_on_xfs(tmp_path):
@@ -153,6 +161,7 @@ def test_tune_check_and_the_broker_keep_io_uring_on_xfs(tmp_path):
     try:
         line = segment_writes_line(mount)
         assert "[  ok] weir.log.segment.writes: io_uring" in line, line
-        assert broker_segment_writes(tmp_path, mount / "log") == "IoUring"
+        assert "reserved ahead" not in line, line
+        assert broker_segment_appends(tmp_path, mount / "log") == ("IoUring", "[false]")
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)

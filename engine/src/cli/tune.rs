@@ -92,6 +92,22 @@ fn segment_writes(log_dirs: &str) -> Finding {
             Err(error) => (Status::Info, format!("cannot probe: {error}")),
         }
     };
+    let reserving = probed
+        .iter()
+        .filter(|dir| weir_storage::preallocates_in(dir).unwrap_or(false))
+        .count();
+    let mode = match reserving {
+        0 => mode,
+        all if all == probed.len() => format!(
+            "{mode}; ext4: each segment's blocks are reserved ahead of its appends (fallocate, \
+             given back when it is sealed)"
+        ),
+        some => format!(
+            "{mode}; ext4 ({some} of {} dirs): each segment's blocks are reserved ahead of \
+             its appends (fallocate, given back when it is sealed)",
+            probed.len()
+        ),
+    };
     let value = if notes.is_empty() {
         mode
     } else {

@@ -96,17 +96,18 @@ fn segment_writes(log_dirs: &str) -> Finding {
         .iter()
         .filter(|dir| weir_storage::preallocates_in(dir).unwrap_or(false))
         .count();
-    let mode = match reserving {
-        0 => mode,
-        all if all == probed.len() => format!(
-            "{mode}; ext4: each segment's blocks are reserved ahead of its appends (fallocate, \
-             given back when it is sealed)"
-        ),
-        some => format!(
-            "{mode}; ext4 ({some} of {} dirs): each segment's blocks are reserved ahead of \
-             its appends (fallocate, given back when it is sealed)",
-            probed.len()
-        ),
+    let mode = if reserving == 0 {
+        mode
+    } else {
+        let which = if reserving == probed.len() {
+            String::new()
+        } else {
+            format!(" ({reserving} of {} dirs)", probed.len())
+        };
+        format!(
+            "{mode}; ext4{which}: each segment's blocks are reserved ahead of its appends \
+             (fallocate, given back when it is sealed)"
+        )
     };
     let value = if notes.is_empty() {
         mode

@@ -230,13 +230,25 @@ impl<'a> Cursor<'a> {
 #[inline(always)]
 fn unsigned_varint(bytes: &[u8], at: &mut usize, max_bytes: usize) -> Option<u64> {
     let first = *bytes.get(*at)?;
-    // Most record fields fit one byte (lengths and deltas below 64).
+    // Most record fields fit one byte (lengths and deltas below 64), and nearly all the
+    // rest two (100-byte values, offset deltas below 8192): both without a loop.
     if first < 0x80 {
         *at += 1;
         return Some(u64::from(first));
     }
-    let mut raw = u64::from(first & 0x7f);
-    let mut index = 1;
+    let second = *bytes.get(*at + 1)?;
+    if second < 0x80 {
+        *at += 2;
+        return Some(u64::from(first & 0x7f) | u64::from(second) << 7);
+    }
+    long_unsigned_varint(bytes, at, max_bytes)
+}
+
+/// `unsigned_varint` for three bytes and more, out of the hot path.
+#[inline(never)]
+fn long_unsigned_varint(bytes: &[u8], at: &mut usize, max_bytes: usize) -> Option<u64> {
+    let mut raw = 0u64;
+    let mut index = 0;
     loop {
         if index == max_bytes {
             return None;

@@ -31,9 +31,11 @@ use crate::perf::produce::{ProducerPerfConfig, random_payload, run_producer};
 use crate::perf::props::Props;
 use crate::perf::{PerfError, REQUEST_TIMEOUT};
 
+mod broker_logs;
 mod cores;
 mod floors;
 mod plots;
+use broker_logs::{Waits, keep_cluster_logs};
 use cores::{CoreSplit, allowed_cores, run_on};
 use floors::{Floors, acks_all_ceiling};
 use plots::{bar_chart, single_bars};
@@ -110,7 +112,8 @@ struct Broker {
 }
 
 impl Broker {
-    fn start(bin: &Path, data: &Path, split: &CoreSplit) -> Result<Broker, PerfError> {
+    /// Starts the broker with its data in `data` and its log in `log`.
+    fn start(bin: &Path, data: &Path, log: &Path, split: &CoreSplit) -> Result<Broker, PerfError> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .map_err(|source| PerfError::Io {
@@ -127,7 +130,7 @@ impl Broker {
             .args(["--override", "log.segment.bytes=536870912"])
             .args(["--override", "num.partitions=6"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log_file(log)?)
             .args(["--shards", &split.broker.len().to_string()])
             .args([
                 "--override",
@@ -181,6 +184,8 @@ struct Cluster {
     /// Each node's client address.
     nodes: Vec<String>,
     dir: PathBuf,
+    /// Where the nodes' logs go when the cluster stops (`keep_cluster_logs`).
+    logs_to: PathBuf,
 }
 
 /// How far followers were behind when the producers finished, and how long they took
@@ -192,7 +197,8 @@ struct ReplicaLag {
 }
 
 impl Cluster {
-    fn start(bin: &Path, dir: &Path) -> Result<Cluster, PerfError> {
+    /// Starts the cluster in `dir`; its nodes' logs are moved to `logs_to` when it stops.
+    fn start(bin: &Path, dir: &Path, logs_to: &Path) -> Result<Cluster, PerfError> {
         let base = free_base_port()?;
         let mut child = Command::new(bin)
             .args([
@@ -236,6 +242,7 @@ impl Cluster {
                 .map(|node| format!("127.0.0.1:{}", base + node))
                 .collect(),
             dir: dir.to_path_buf(),
+            logs_to: logs_to.to_path_buf(),
         })
     }
 
@@ -309,8 +316,17 @@ impl Drop for Cluster {
             libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
         }
         let _ = self.child.wait();
+        keep_cluster_logs(&self.dir, &self.logs_to, self.nodes.len());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A new file at `path` for a child's stderr.
+fn log_file(path: &Path) -> Result<std::fs::File, PerfError> {
+    std::fs::File::create(path).map_err(|source| PerfError::Io {
+        address: path.display().to_string(),
+        source,
+    })
 }
 
 /// User + system CPU of this process (the runner, whose threads are the clients), in
@@ -545,7 +561,8 @@ pub fn run(args: Args) -> Result<(), PerfError> {
         split.broker,
         split.clients
     );
-    let broker = Broker::start(&bin, &data, &split)?;
+    let broker_log = args.out.join("broker.log");
+    let broker = Broker::start(&bin, &data, &broker_log, &split)?;
     let address = broker.address.clone();
     let records = args.records.max(6);
     let mut results = serde_json::Map::new();
@@ -655,6 +672,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
         let cluster = Cluster::start(
             &bin,
             &args.out.join(format!("cluster-{}", std::process::id())),
+            &args.out,
         )?;
         let bootstrap = cluster.bootstrap.clone();
         let mut replicated = |id: &'static str, topic: &str, producers: u64, acks: &'static str| {
@@ -899,6 +917,18 @@ pub fn run(args: Args) -> Result<(), PerfError> {
             row.id, row.test, row.linkedin, row.weir, row.ratio, row.cpu_per_gb
         );
     }
+    // Whether a shard was held up anywhere in the run, to read latency spikes by.
+    let logs: Vec<PathBuf> = std::iter::once(broker_log)
+        .chain((0..3).map(|node| args.out.join(format!("cluster-node{node}.log"))))
+        .filter(|log| log.exists())
+        .collect();
+    let waits = Waits::in_files(&logs);
+    println!(
+        "broker logs: {} slow segment appends (50 ms or more), {} shard stalls (2 s or more); in {}",
+        waits.slow_appends,
+        waits.shard_stalls,
+        args.out.display()
+    );
     let document = json!({
         "records_per_producer_scenario": records,
         "record_bytes": 100,
@@ -909,6 +939,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
         "load_generator_cores": split.clients,
         "page_cache_dropped_before_each_producer_scenario": args.drop_caches,
         "scenarios": Value::Object(results),
+        "broker_logs": waits.to_json(&logs),
     });
     let write = |name: &str, text: String| {
         let path = args.out.join(name);

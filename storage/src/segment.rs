@@ -20,8 +20,10 @@
 //! worker thread. So the files on disk hold every entry up to the recovery point (the
 //! last flush), and recovery rebuilds what lies beyond it, as it did before.
 
+use std::cell::Cell;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use glommio::io::{BufferedFile, OpenOptions};
 
@@ -219,8 +221,10 @@ impl Segment {
         let length = bytes.len();
         let position = self.state.size_bytes;
         self.dirty = true;
+        let started = Instant::now();
         self.preallocation
             .before_write(self.log.as_raw_fd(), position + length as u64);
+        let reserved = started.elapsed();
         let written = match writes {
             SegmentWrites::IoUring => self
                 .log
@@ -228,8 +232,17 @@ impl Segment {
                 .await
                 .map_err(Into::into),
             SegmentWrites::Pwrite => pwritev_all(self.log.as_raw_fd(), &bytes.pieces(), position),
+        };
+        // An io_uring write waits off the shard; a reservation or a `pwritev` holds it.
+        let held = match writes {
+            SegmentWrites::IoUring => reserved,
+            SegmentWrites::Pwrite => started.elapsed(),
+        };
+        if held >= SLOW_APPEND {
+            note_slow_append(&self.paths.log, length, reserved, held - reserved);
         }
-        .map_err(|error| StorageError::io("append to", &self.paths.log, error))?;
+        let written =
+            written.map_err(|error| StorageError::io("append to", &self.paths.log, error))?;
         if written != length {
             // Regular files only write short on ENOSPC/EFBIG; drop the partial bytes.
             let _ = self.log.truncate(position).await;
@@ -547,6 +560,41 @@ impl AppendBytes<'_> {
             AppendBytes::Owned(bytes) => vec![bytes],
         }
     }
+}
+
+/// An append that holds its shard in the file system this long is logged: the shard
+/// serves nothing meanwhile, and the watchdog speaks only after 2 s.
+const SLOW_APPEND: Duration = Duration::from_millis(50);
+/// Slow appends are logged at most once per this long on a shard; the log line counts
+/// those in between.
+const SLOW_APPEND_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// This shard's last slow-append line, and the slow appends since then.
+    static SLOW_APPENDS: Cell<(Option<Instant>, u64)> = const { Cell::new((None, 0)) };
+}
+
+/// Logs an append that held the shard for `reserve` in `fallocate` and `write` in the
+/// write itself, unless one was logged less than `SLOW_APPEND_LOG_INTERVAL` ago.
+#[cold]
+fn note_slow_append(path: &Path, bytes: usize, reserve: Duration, write: Duration) {
+    SLOW_APPENDS.with(|slow| {
+        let (logged_at, unlogged) = slow.get();
+        let now = Instant::now();
+        if logged_at.is_some_and(|at| now - at < SLOW_APPEND_LOG_INTERVAL) {
+            slow.set((logged_at, unlogged + 1));
+            return;
+        }
+        slow.set((Some(now), 0));
+        tracing::warn!(
+            path = %path.display(),
+            bytes,
+            reserve_ms = reserve.as_millis() as u64,
+            write_ms = write.as_millis() as u64,
+            unlogged_since_last = unlogged,
+            "slow segment append: the shard waited in the file system"
+        );
+    });
 }
 
 /// Most iovecs one `pwritev` takes (Linux's `UIO_MAXIOV`).

@@ -165,3 +165,11 @@ def test_linkedin_matrix_runs_small_and_writes_results(tmp_path):
     for plot in ("throughput.svg", "message-size.svg", "stored-data.svg"):
         assert (out / plot).read_text().startswith("<svg")
     assert not any(path.name.startswith("data-") for path in out.iterdir()), "broker data removed"
+    # The brokers' logs stay beside the results, counted for anything that held a shard up.
+    logs = document["broker_logs"]
+    assert logs["logs"] == [str(out / name) for name in
+                            ("broker.log", "cluster-node0.log", "cluster-node1.log", "cluster-node2.log")], logs
+    assert "broker ready" in (out / "broker.log").read_text()
+    assert "broker ready" in (out / "cluster-node1.log").read_text()
+    assert logs["slow_segment_appends"] >= 0 and logs["shard_stalls"] >= 0, logs
+    assert f"{logs['slow_segment_appends']} slow segment appends" in result.stdout, result.stdout[-500:]

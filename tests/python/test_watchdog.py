@@ -17,6 +17,7 @@ line, the produce's answer and both records read back.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -95,6 +96,11 @@ def test_a_shard_blocked_in_a_write_is_reported_with_its_thread_and_recovers(tmp
         assert answers[0].base_offset == 1, answers
         back = wait_for_line(broker, "shard runs again", 5.0)
         assert "shard=0" in back and "stalled_ms=" in back, back
+        # The append itself says where and how long it held the shard: at least the
+        # 2 s of silence the watchdog reported.
+        slow = wait_for_line(broker, "slow segment append", 5.0)
+        assert "frozen-0" in slow, slow
+        assert int(re.search(r"write_ms=(\d+)", slow).group(1)) >= 2000, slow
         with broker.connect() as conn:
             assert kproto.fetch_values(conn, "frozen", 0) == [b"before", b"during"]
         blocked.close()

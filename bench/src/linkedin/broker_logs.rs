@@ -1,0 +1,120 @@
+//! What the brokers of a run logged about waiting: the runner keeps each broker's log
+//! beside results.json and counts the lines that say a shard was held up, so a latency
+//! spike in the results can be matched with its cause.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+/// A segment append that held its shard in the file system (storage's `SLOW_APPEND`).
+const SLOW_APPEND: &str = "slow segment append";
+/// The field of a slow-append line counting the slow appends it stands for besides
+/// itself (the broker logs at most one a second).
+const UNLOGGED: &str = "unlogged_since_last=";
+/// The shard watchdog's report of a shard silent for 2 s or more.
+const STALL: &str = "shard stalled";
+
+/// Slow appends and shard stalls found in some broker logs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Waits {
+    pub slow_appends: u64,
+    pub shard_stalls: u64,
+}
+
+impl Waits {
+    /// Counts them in `logs` (files that do not exist count nothing).
+    pub fn in_files(logs: &[PathBuf]) -> Waits {
+        let mut waits = Waits::default();
+        for log in logs {
+            if let Ok(text) = std::fs::read_to_string(log) {
+                waits.add_text(&text);
+            }
+        }
+        waits
+    }
+
+    fn add_text(&mut self, text: &str) {
+        for line in text.lines() {
+            let line = without_colours(line);
+            if line.contains(SLOW_APPEND) {
+                let unlogged = line
+                    .split_once(UNLOGGED)
+                    .and_then(|(_, rest)| rest.split_whitespace().next()?.parse::<u64>().ok())
+                    .unwrap_or(0);
+                self.slow_appends += 1 + unlogged;
+            } else if line.contains(STALL) {
+                self.shard_stalls += 1;
+            }
+        }
+    }
+
+    pub fn to_json(&self, logs: &[PathBuf]) -> Value {
+        json!({
+            "slow_segment_appends": self.slow_appends,
+            "shard_stalls": self.shard_stalls,
+            "logs": logs.iter().map(|log| log.display().to_string()).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// `line` without the terminal colour codes (`ESC [ ... m`) tracing writes.
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(start) = rest.find('\u{1b}') {
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        match rest.find('m') {
+            Some(end) => rest = &rest[end + 1..],
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Moves the node logs a local cluster wrote in `dir` to `out` (as `cluster-nodeN.log`)
+/// before the cluster's directory is removed; answers where they went.
+pub fn keep_cluster_logs(dir: &Path, out: &Path, nodes: usize) -> Vec<PathBuf> {
+    (0..nodes)
+        .filter_map(|node| {
+            let kept = out.join(format!("cluster-node{node}.log"));
+            std::fs::rename(dir.join(format!("node{node}.log")), &kept)
+                .is_ok()
+                .then_some(kept)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_appends_count_the_ones_each_line_stands_for_and_stalls_count_once() {
+        let log = "\
+\u{1b}[2m2026-12-08T00:00:00Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m weir_storage::segment: slow segment append: the shard waited in the file system \u{1b}[3mpath\u{1b}[0m\u{1b}[2m=\u{1b}[0m/d/t-0/0.log \u{1b}[3munlogged_since_last\u{1b}[0m\u{1b}[2m=\u{1b}[0m4
+2026-12-08T00:00:01Z  WARN weir_storage::segment: slow segment append: the shard waited in the file system path=/d/t-0/0.log bytes=262187 reserve_ms=0 write_ms=61 unlogged_since_last=0
+2026-12-08T00:00:02Z  WARN weir_engine::watchdog: shard stalled: its partitions and connections get no service shard=0
+2026-12-08T00:00:03Z  INFO weir_engine::watchdog: shard runs again shard=0 stalled_ms=2300
+";
+        let mut waits = Waits::default();
+        waits.add_text(log);
+        assert_eq!(
+            waits,
+            Waits {
+                slow_appends: 6,
+                shard_stalls: 1
+            }
+        );
+    }
+
+    #[test]
+    fn colour_codes_are_taken_out() {
+        assert_eq!(
+            without_colours("\u{1b}[3mbytes\u{1b}[0m\u{1b}[2m=\u{1b}[0m5 end"),
+            "bytes=5 end"
+        );
+        assert_eq!(without_colours("plain"), "plain");
+    }
+}

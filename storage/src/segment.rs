@@ -569,23 +569,44 @@ const SLOW_APPEND: Duration = Duration::from_millis(50);
 /// those in between.
 const SLOW_APPEND_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
+/// When a shard last logged a slow append, and how many it has not logged since.
+#[derive(Clone, Copy, Debug, Default)]
+struct SlowAppendLog {
+    logged_at: Option<Instant>,
+    unlogged: u64,
+}
+
+impl SlowAppendLog {
+    /// A slow append at `now`: `Some(those not logged before it)` if it gets a line.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < SLOW_APPEND_LOG_INTERVAL)
+        {
+            self.unlogged += 1;
+            return None;
+        }
+        let unlogged = std::mem::take(&mut self.unlogged);
+        self.logged_at = Some(now);
+        Some(unlogged)
+    }
+}
+
 thread_local! {
-    /// This shard's last slow-append line, and the slow appends since then.
-    static SLOW_APPENDS: Cell<(Option<Instant>, u64)> = const { Cell::new((None, 0)) };
+    /// This shard's slow-append lines.
+    static SLOW_APPENDS: Cell<SlowAppendLog> = const {
+        Cell::new(SlowAppendLog { logged_at: None, unlogged: 0 })
+    };
 }
 
 /// Logs an append that held the shard for `reserve` in `fallocate` and `write` in the
 /// write itself, unless one was logged less than `SLOW_APPEND_LOG_INTERVAL` ago.
 #[cold]
 fn note_slow_append(path: &Path, bytes: usize, reserve: Duration, write: Duration) {
-    SLOW_APPENDS.with(|slow| {
-        let (logged_at, unlogged) = slow.get();
-        let now = Instant::now();
-        if logged_at.is_some_and(|at| now - at < SLOW_APPEND_LOG_INTERVAL) {
-            slow.set((logged_at, unlogged + 1));
-            return;
-        }
-        slow.set((Some(now), 0));
+    let mut log = SLOW_APPENDS.get();
+    let noted = log.note(Instant::now());
+    SLOW_APPENDS.set(log);
+    if let Some(unlogged) = noted {
         tracing::warn!(
             path = %path.display(),
             bytes,
@@ -594,7 +615,7 @@ fn note_slow_append(path: &Path, bytes: usize, reserve: Duration, write: Duratio
             unlogged_since_last = unlogged,
             "slow segment append: the shard waited in the file system"
         );
-    });
+    }
 }
 
 /// Most iovecs one `pwritev` takes (Linux's `UIO_MAXIOV`).
@@ -692,6 +713,21 @@ pub(crate) async fn write_all_at(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn slow_appends_get_a_line_at_most_once_a_second_counting_those_in_between() {
+        use super::{SLOW_APPEND_LOG_INTERVAL, SlowAppendLog};
+        let start = std::time::Instant::now();
+        let at = |ms: u64| start + std::time::Duration::from_millis(ms);
+        let mut log = SlowAppendLog::default();
+        assert_eq!(log.note(at(0)), Some(0));
+        assert_eq!(log.note(at(10)), None);
+        assert_eq!(log.note(at(999)), None);
+        let next = SLOW_APPEND_LOG_INTERVAL.as_millis() as u64;
+        assert_eq!(log.note(at(next)), Some(2));
+        assert_eq!(log.note(at(next + 1)), None);
+        assert_eq!(log.note(at(5 * next)), Some(1));
+    }
 
     /// Goal: `pwritev_all` writes exactly what `into_vec` gathers, also when the pieces
     /// need more than one `pwritev` (over 1024 iovecs) and when headers sit at the very

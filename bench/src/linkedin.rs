@@ -35,7 +35,7 @@ mod broker_logs;
 mod cores;
 mod floors;
 mod plots;
-use broker_logs::{Waits, keep_cluster_logs};
+use broker_logs::{Waits, cluster_log, keep_cluster_logs};
 use cores::{CoreSplit, allowed_cores, run_on};
 use floors::{Floors, acks_all_ceiling};
 use plots::{bar_chart, single_bars};
@@ -919,7 +919,7 @@ pub fn run(args: Args) -> Result<(), PerfError> {
     }
     // Whether a shard was held up anywhere in the run, to read latency spikes by.
     let logs: Vec<PathBuf> = std::iter::once(broker_log)
-        .chain((0..3).map(|node| args.out.join(format!("cluster-node{node}.log"))))
+        .chain((0..3).map(|node| cluster_log(&args.out, node)))
         .filter(|log| log.exists())
         .collect();
     let waits = Waits::in_files(&logs);

@@ -17,6 +17,8 @@ const STALL: &str = "shard stalled";
 /// Slow appends and shard stalls found in some broker logs.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Waits {
+    /// At least this many: a shard's slow appends in the second after its last line
+    /// are in no line.
     pub slow_appends: u64,
     pub shard_stalls: u64,
 }
@@ -73,17 +75,17 @@ fn without_colours(line: &str) -> String {
     out
 }
 
-/// Moves the node logs a local cluster wrote in `dir` to `out` (as `cluster-nodeN.log`)
-/// before the cluster's directory is removed; answers where they went.
-pub fn keep_cluster_logs(dir: &Path, out: &Path, nodes: usize) -> Vec<PathBuf> {
-    (0..nodes)
-        .filter_map(|node| {
-            let kept = out.join(format!("cluster-node{node}.log"));
-            std::fs::rename(dir.join(format!("node{node}.log")), &kept)
-                .is_ok()
-                .then_some(kept)
-        })
-        .collect()
+/// Where `keep_cluster_logs` keeps node `node`'s log.
+pub fn cluster_log(out: &Path, node: usize) -> PathBuf {
+    out.join(format!("cluster-node{node}.log"))
+}
+
+/// Moves the node logs a local cluster wrote in `dir` to `out` (`cluster_log`) before
+/// the cluster's directory is removed.
+pub fn keep_cluster_logs(dir: &Path, out: &Path, nodes: usize) {
+    for node in 0..nodes {
+        let _ = std::fs::rename(dir.join(format!("node{node}.log")), cluster_log(out, node));
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The `weir` command line.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -76,9 +77,14 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("WEIR_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a terminal: a log redirected to a file stays plain text, for
+    // grep and for the tools that count its lines (`weir perf linkedin`).
+    let colours = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colours)
         .init();
     tracing::debug!(outcome = ?malloc, "malloc thresholds");
     let cli = Cli::parse();

@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import os
 import pathlib
-import re
 import signal
 import socket
 import subprocess
@@ -36,7 +35,6 @@ DEFAULT_TEST_TIMEOUT_S = 150
 STDERR_TAIL_LINES = 60
 
 _live_brokers: list["Broker"] = []
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def free_port() -> int:
@@ -173,7 +171,7 @@ class Broker:
         data = self.stderr_path.read_bytes()
         if since_last_start:
             data = data[self._stderr_offset:]
-        return _ANSI_ESCAPE.sub("", data.decode(errors="replace"))
+        return data.decode(errors="replace")
 
     def stderr_tail(self, lines: int = STDERR_TAIL_LINES) -> str:
         tail = self.stderr_text().splitlines()[-lines:]

@@ -169,7 +169,9 @@ def test_linkedin_matrix_runs_small_and_writes_results(tmp_path):
     logs = document["broker_logs"]
     assert logs["logs"] == [str(out / name) for name in
                             ("broker.log", "cluster-node0.log", "cluster-node1.log", "cluster-node2.log")], logs
+    # Plain text: a log redirected to a file gets no terminal colours.
     assert "broker ready" in (out / "broker.log").read_text()
+    assert "\x1b[" not in (out / "broker.log").read_text()
     assert "broker ready" in (out / "cluster-node1.log").read_text()
     assert logs["slow_segment_appends"] >= 0 and logs["shard_stalls"] >= 0, logs
     assert f"{logs['slow_segment_appends']} slow segment appends" in result.stdout, result.stdout[-500:]

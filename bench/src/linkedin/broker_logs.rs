@@ -37,7 +37,6 @@ impl Waits {
 
     fn add_text(&mut self, text: &str) {
         for line in text.lines() {
-            let line = without_colours(line);
             if line.contains(SLOW_APPEND) {
                 let unlogged = line
                     .split_once(UNLOGGED)
@@ -57,22 +56,6 @@ impl Waits {
             "logs": logs.iter().map(|log| log.display().to_string()).collect::<Vec<_>>(),
         })
     }
-}
-
-/// `line` without the terminal colour codes (`ESC [ ... m`) tracing writes.
-fn without_colours(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while let Some(start) = rest.find('\u{1b}') {
-        out.push_str(&rest[..start]);
-        rest = &rest[start..];
-        match rest.find('m') {
-            Some(end) => rest = &rest[end + 1..],
-            None => rest = "",
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Where `keep_cluster_logs` keeps node `node`'s log.
@@ -95,7 +78,7 @@ mod tests {
     #[test]
     fn slow_appends_count_the_ones_each_line_stands_for_and_stalls_count_once() {
         let log = "\
-\u{1b}[2m2026-12-08T00:00:00Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m weir_storage::segment: slow segment append: the shard waited in the file system \u{1b}[3mpath\u{1b}[0m\u{1b}[2m=\u{1b}[0m/d/t-0/0.log \u{1b}[3munlogged_since_last\u{1b}[0m\u{1b}[2m=\u{1b}[0m4
+2026-12-08T00:00:00Z  WARN weir_storage::segment: slow segment append: the shard waited in the file system path=/d/t-0/0.log bytes=1048508 reserve_ms=102 write_ms=0 unlogged_since_last=4
 2026-12-08T00:00:01Z  WARN weir_storage::segment: slow segment append: the shard waited in the file system path=/d/t-0/0.log bytes=262187 reserve_ms=0 write_ms=61 unlogged_since_last=0
 2026-12-08T00:00:02Z  WARN weir_engine::watchdog: shard stalled: its partitions and connections get no service shard=0
 2026-12-08T00:00:03Z  INFO weir_engine::watchdog: shard runs again shard=0 stalled_ms=2300
@@ -109,14 +92,5 @@ mod tests {
                 shard_stalls: 1
             }
         );
-    }
-
-    #[test]
-    fn colour_codes_are_taken_out() {
-        assert_eq!(
-            without_colours("\u{1b}[3mbytes\u{1b}[0m\u{1b}[2m=\u{1b}[0m5 end"),
-            "bytes=5 end"
-        );
-        assert_eq!(without_colours("plain"), "plain");
     }
 }

@@ -64,7 +64,7 @@ pub use log::{
     AppendInfo, CleaningOutcome, DeletedFiles, DeletedSegment, DeletionReason, LogConfig, LogSlice,
     PartitionLog, ReadResult, RecoveryReport, RemovedSegments, SliceResult, TruncationNote,
 };
-pub use preallocation::preallocates_in;
+pub use preallocation::{preallocates_in, reserve_blocks};
 pub use segment::{SegmentWrites, buffered_writes_wait_for_worker};
 
 /// Kafka's segment file name: the base offset zero-padded to 20 digits plus `.ext`

@@ -76,20 +76,11 @@ impl Preallocation {
             return;
         }
         let target = end + end.clamp(AHEAD_BYTES_MIN, AHEAD_BYTES_MAX);
-        // SAFETY: fallocate on a descriptor the segment owns; it touches no memory.
-        let result = unsafe {
-            libc::fallocate(
-                fd,
-                libc::FALLOC_FL_KEEP_SIZE,
-                allocated_to as libc::off_t,
-                (target - allocated_to) as libc::off_t,
-            )
-        };
-        if result == 0 {
+        let Err(error) = reserve_blocks(fd, allocated_to, target - allocated_to) else {
             self.allocated_to = Some(target);
             return;
-        }
-        match std::io::Error::last_os_error().raw_os_error() {
+        };
+        match error.raw_os_error() {
             // Full, or interrupted: the write goes ahead unreserved, and the next
             // append tries again.
             Some(libc::ENOSPC) | Some(libc::EINTR) => {}
@@ -116,6 +107,25 @@ impl Preallocation {
         if give_back(fd, size) {
             self.allocated_to = Some(size);
         }
+    }
+}
+
+/// Reserves the blocks of `bytes` bytes from `offset` in the file `fd` as unwritten
+/// extents, without changing the file's size (`fallocate(FALLOC_FL_KEEP_SIZE)`).
+pub fn reserve_blocks(fd: RawFd, offset: u64, bytes: u64) -> std::io::Result<()> {
+    // SAFETY: fallocate on a descriptor the caller holds open; it touches no memory.
+    let result = unsafe {
+        libc::fallocate(
+            fd,
+            libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            bytes as libc::off_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -25,15 +25,7 @@ fn thread_cpu_seconds() -> f64 {
 fn file_with_blocks_reserved(path: &Path, bytes: u64) -> Result<std::fs::File, PerfError> {
     use std::os::fd::AsRawFd;
     let file = std::fs::File::create(path).map_err(io_error(path))?;
-    // SAFETY: fallocate on the descriptor just opened; it touches no memory.
-    unsafe {
-        libc::fallocate(
-            file.as_raw_fd(),
-            libc::FALLOC_FL_KEEP_SIZE,
-            0,
-            bytes as libc::off_t,
-        )
-    };
+    let _ = weir_storage::reserve_blocks(file.as_raw_fd(), 0, bytes);
     Ok(file)
 }
 
